@@ -1,0 +1,82 @@
+#ifndef DM_NODE_CONFIG_H
+#define DM_NODE_CONFIG_H
+
+#include "dm_buf.h"
+#include "dm_log.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Strict node configuration (DESIGN.md 13, 14). Sources, applied in order so
+ * that the later wins: built-in secure defaults, the config file (a TOML
+ * subset, see docs/CONFIG.md), environment variables DMNODE_<SECTION>_<KEY>
+ * (dots become '_', upper case: p2p.listen -> DMNODE_P2P_LISTEN), flags
+ * --section.key=value. An unknown key, a wrong type, an out-of-range value or
+ * a non-loopback internal API bind is a hard failure whose message names the
+ * key and where the value came from ("file F line N", "environment VAR",
+ * "flag --k"). Single-threaded (start-up only).
+ */
+
+typedef struct {
+    char host[256]; /* literal IPv4/IPv6 address or host name, no brackets */
+    uint16_t port;
+} node_hostport;
+
+typedef struct {
+    char *datadir;                  /* datadir (required by commands that need state) */
+    char *network_id;               /* network.id */
+    node_hostport p2p_listen;       /* p2p.listen, default 0.0.0.0:8000 */
+    node_hostport *p2p_bootstrap;   /* p2p.bootstrap (list of host:port) */
+    size_t p2p_bootstrap_len;
+    char (*p2p_allowlist)[65];      /* p2p.allowlist (list of 64-hex node ids); empty = open */
+    size_t p2p_allowlist_len;
+    uint32_t p2p_max_inbound;       /* p2p.max_inbound */
+    uint32_t p2p_max_outbound;      /* p2p.max_outbound */
+    uint32_t p2p_ban_seconds;       /* p2p.ban_seconds */
+    node_hostport api_internal_listen; /* api.internal.listen, loopback only */
+    char *api_internal_token_file;  /* api.internal.token_file ("" = <datadir>/admin.token) */
+    node_hostport api_external_listen; /* api.external.listen */
+    char *chain_rpc_url;            /* chain.rpc_url ("" = anchoring disabled) */
+    uint64_t chain_chain_id;        /* chain.chain_id (0 = not set) */
+    char *chain_contract;           /* chain.contract ("" or 0x + 40 hex) */
+    uint32_t chain_batch_max_events;   /* chain.batch_max_events, 1..4096 */
+    uint32_t chain_batch_max_delay_ms; /* chain.batch_max_delay_ms */
+    bool storage_sync;              /* storage.sync */
+    dm_log_level log_level;         /* log.level */
+    char *keys_master_password_file; /* keys.master_password_file ("" = use KEY_MASTER_PASSWORD) */
+    uint32_t keys_rsa_bits;         /* keys.rsa_bits: 2048 or 3072 */
+    uint32_t keys_kdf_iterations;   /* keys.kdf_iterations >= 600000 */
+} node_config;
+
+/** Fill with the secure defaults. */
+int node_config_init(node_config *cfg);
+void node_config_free(node_config *cfg);
+
+/** true if `key` ("p2p.listen") is a known configuration key. */
+bool node_config_is_key(const char *key);
+
+/** Apply a config file. DM_ENOTFOUND if unreadable, DM_ECONFIG with a message in `err`. */
+int node_config_load_file(node_config *cfg, const char *path, dm_buf *err);
+/** Parse config text already in memory (`name` is used in messages). Bounded: rejects
+ *  files over 1 MiB, lines over 4 KiB, lists over 256 items. */
+int node_config_load_text(node_config *cfg, const char *text, size_t n, const char *name,
+                          dm_buf *err);
+/** Apply every DMNODE_* variable in `envp` (NULL-terminated). A DMNODE_* variable that
+ *  names no key is an error, except DMNODE_CONFIG (the config file path). */
+int node_config_load_env(node_config *cfg, char *const *envp, dm_buf *err);
+/** Set one key from text (flag or environment form; lists are comma-separated).
+ *  `origin` describes the source for messages. */
+int node_config_set(node_config *cfg, const char *key, const char *value, const char *origin,
+                    dm_buf *err);
+/** Cross-field checks after all sources are applied (internal API loopback, …). */
+int node_config_validate(const node_config *cfg, dm_buf *err);
+/** Append the effective configuration in file syntax (no secrets are part of it). */
+int node_config_dump(const node_config *cfg, dm_buf *out);
+/** true if the host is a loopback address (127.0.0.0/8, ::1, "localhost"). */
+bool node_hostport_is_loopback(const node_hostport *hp);
+/** Parse "host:port" or "[v6]:port". */
+int node_hostport_parse(node_hostport *out, const char *s);
+
+#endif

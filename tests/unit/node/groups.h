@@ -1,0 +1,6 @@
+#ifndef DM_TESTS_NODE_GROUPS_H
+#define DM_TESTS_NODE_GROUPS_H
+/* Each tests/unit/node/test_*.c defines one group runner returning its failure count. */
+int test_node_config(void);
+int test_node_keys(void);
+#endif

@@ -1,0 +1,9 @@
+#include "groups.h"
+
+int main(void)
+{
+    int failed = 0;
+    failed += test_node_config();
+    failed += test_node_keys();
+    return failed ? 1 : 0;
+}
