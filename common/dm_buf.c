@@ -1,4 +1,3 @@
-#define _DEFAULT_SOURCE
 #include "dm_buf.h"
 #include "dm_err.h"
 
