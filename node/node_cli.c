@@ -1,10 +1,602 @@
-/* TODO(integration): the CLI is being written; this placeholder only lets the tree build. */
+/*
+ * dmnode command line. Parses global flags (--config, --section.key=value,
+ * --json, --help), builds the strict configuration, and dispatches to a
+ * command. Private key material is never printed by any command.
+ */
+#include "node_cli.h"
+
+#include "crypto_eth.h"
+#include "crypto_mem.h"
+#include "dm_err.h"
+#include "dm_log.h"
+#include "node_config.h"
+#include "node_keys.h"
+#include "store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
-int node_cli_main(int argc, char **argv);
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define MAX_WORDS 8
+
+typedef struct {
+    node_config cfg;
+    bool json;
+    bool help;
+    const char *words[MAX_WORDS]; /* command words and positional arguments */
+    int nwords;
+} cli_ctx;
+
+typedef struct {
+    const char *name; /* "keys rotate" */
+    int (*run)(cli_ctx *c);
+    const char *summary;
+    const char *help;
+} cli_command;
+
+/* ---------- error reporting ---------- */
+
+static int exit_code_for(int rc)
+{
+    switch (rc) {
+    case DM_OK: return NODE_EXIT_OK;
+    case DM_ECONFIG: return NODE_EXIT_CONFIG;
+    case DM_ENOPASS:
+    case DM_EBADPASS:
+    case DM_EPERM: return NODE_EXIT_PASSWORD;
+    case DM_ETAMPER:
+    case DM_ECORRUPT: return NODE_EXIT_TAMPER;
+    case DM_EBUSY: return NODE_EXIT_BUSY;
+    case DM_ENOTINIT:
+    case DM_EEXIST: return NODE_EXIT_STATE;
+    default: return NODE_EXIT_FAILURE;
+    }
+}
+
+static int fail(int rc, const char *what)
+{
+    const char *extra = "";
+    if (rc == DM_ESTORE || rc == DM_ECORRUPT || rc == DM_EBUSY)
+        extra = store_errmsg();
+    fprintf(stderr, "dmnode: %s: %s%s%s\n", what, dm_strerror(rc), *extra ? ": " : "", extra);
+    return exit_code_for(rc);
+}
+
+/* ---------- shared steps ---------- */
+
+static int require_datadir(cli_ctx *c)
+{
+    const char *d = c->cfg.datadir;
+    if (!d || !*d) {
+        fprintf(stderr, "dmnode: no data directory: pass --datadir DIR (or set DMNODE_DATADIR)\n");
+        return DM_ECONFIG;
+    }
+    return DM_OK;
+}
+
+/* The RocksDB directory inside the data directory. */
+static void db_path(const cli_ctx *c, char out[PATH_MAX])
+{
+    snprintf(out, PATH_MAX, "%s/db", c->cfg.datadir);
+}
+
+static int open_store(cli_ctx *c, store_t **s, bool read_only)
+{
+    char path[PATH_MAX];
+    db_path(c, path);
+    store_opts o = {.create = false, .read_only = read_only, .sync = c->cfg.storage_sync};
+    int rc = store_open(s, path, &o);
+    if (rc == DM_ENOTFOUND) {
+        fprintf(stderr, "dmnode: %s is not an initialised data directory (run dmnode init)\n",
+                c->cfg.datadir);
+        return DM_ENOTINIT;
+    }
+    if (rc == DM_EBUSY)
+        fprintf(stderr, "dmnode: data directory %s is in use by a running dmnode daemon\n",
+                c->cfg.datadir);
+    return rc;
+}
+
+static int load_password(cli_ctx *c, dm_buf *pw)
+{
+    int rc = node_keys_password_load(pw, c->cfg.keys_master_password_file);
+    switch (rc) {
+    case DM_OK: break;
+    case DM_ENOPASS:
+        fprintf(stderr, "dmnode: master password not provided: set %s or keys.master_password_file\n",
+                NODE_KEYS_ENV);
+        break;
+    case DM_EPERM:
+        fprintf(stderr, "dmnode: %s: password file must not be accessible by group or others (chmod 600)\n",
+                c->cfg.keys_master_password_file);
+        break;
+    default:
+        fprintf(stderr, "dmnode: cannot read master password file %s: %s\n",
+                c->cfg.keys_master_password_file, dm_strerror(rc));
+    }
+    return rc;
+}
+
+static int unlock(cli_ctx *c, store_t *s, node_keys_t **km)
+{
+    dm_buf pw = DM_BUF_INIT;
+    int rc = load_password(c, &pw);
+    if (rc) {
+        dm_buf_free_secure(&pw);
+        return rc;
+    }
+    rc = node_keys_unlock(km, s, (const char *)pw.data, pw.len);
+    dm_buf_free_secure(&pw);
+    switch (rc) {
+    case DM_OK: break;
+    case DM_EBADPASS:
+        dm_log(DM_LOG_WARNING, "security", "Failed key store unlock: wrong master password (datadir=%s)",
+               c->cfg.datadir);
+        fprintf(stderr, "dmnode: wrong master password: the key store was not unlocked and nothing was changed\n");
+        break;
+    case DM_ETAMPER:
+        dm_log(DM_LOG_ERROR, "security", "Key store integrity failure (datadir=%s)", c->cfg.datadir);
+        fprintf(stderr, "dmnode: key store integrity check failed: a key or identity record was altered; refusing to use it\n");
+        break;
+    case DM_ENOTINIT:
+        fprintf(stderr, "dmnode: %s holds no key store (run dmnode init)\n", c->cfg.datadir);
+        break;
+    default:
+        fail(rc, "unlocking key store");
+    }
+    return rc;
+}
+
+static void print_identity(cli_ctx *c, const char *node_id, const uint8_t eth[20])
+{
+    char addr[43];
+    crypto_eth_address_format(eth, addr);
+    if (c->json)
+        printf("{\"node_id\":\"%s\",\"eth_address\":\"%s\"}\n", node_id, addr);
+    else
+        printf("node_id: %s\neth_address: %s\n", node_id, addr);
+}
+
+/* ---------- commands ---------- */
+
+static int cmd_init(cli_ctx *c)
+{
+    int rc = require_datadir(c);
+    if (rc)
+        return rc;
+    if (mkdir(c->cfg.datadir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "dmnode: cannot create %s: %s\n", c->cfg.datadir, strerror(errno));
+        return DM_EIO;
+    }
+    char path[PATH_MAX];
+    db_path(c, path);
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        fprintf(stderr, "dmnode: %s is already initialised\n", c->cfg.datadir);
+        return DM_EEXIST;
+    }
+    dm_buf pw = DM_BUF_INIT;
+    if ((rc = load_password(c, &pw))) {
+        dm_buf_free_secure(&pw);
+        return rc;
+    }
+    if (pw.len < NODE_KEYS_MIN_PASSWORD) {
+        dm_buf_free_secure(&pw);
+        fprintf(stderr, "dmnode: master password too short: at least %d characters (32+ recommended)\n",
+                NODE_KEYS_MIN_PASSWORD);
+        return DM_EPERM;
+    }
+    store_t *s = NULL;
+    node_keys_t *km = NULL;
+    store_opts o = {.create = true, .read_only = false, .sync = true};
+    if ((rc = store_open(&s, path, &o))) {
+        dm_buf_free_secure(&pw);
+        fail(rc, "creating database");
+        return rc;
+    }
+    rc = node_keys_create(&km, s, (const char *)pw.data, pw.len, c->cfg.keys_kdf_iterations,
+                          c->cfg.keys_rsa_bits);
+    dm_buf_free_secure(&pw);
+    if (rc) {
+        fail(rc, "creating keys");
+    } else {
+        uint8_t eth[20];
+        node_keys_eth_address(km, eth);
+        print_identity(c, node_keys_node_id(km), eth);
+    }
+    node_keys_close(km);
+    store_close(s);
+    return rc;
+}
+
+static int cmd_id(cli_ctx *c)
+{
+    int rc = require_datadir(c);
+    store_t *s = NULL;
+    if (rc || (rc = open_store(c, &s, true)))
+        return rc;
+    char id[65];
+    uint8_t eth[20];
+    rc = node_keys_identity(s, id, eth);
+    if (rc == DM_ENOTINIT)
+        fprintf(stderr, "dmnode: %s holds no node identity (run dmnode init)\n", c->cfg.datadir);
+    else if (rc)
+        fail(rc, "reading identity");
+    else
+        print_identity(c, id, eth);
+    store_close(s);
+    return rc;
+}
+
+static void fmt_time(char out[32], uint64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int cmd_keys_list(cli_ctx *c)
+{
+    int rc = require_datadir(c);
+    store_t *s = NULL;
+    node_keys_t *km = NULL;
+    if (rc || (rc = open_store(c, &s, true)))
+        return rc;
+    if ((rc = unlock(c, s, &km)))
+        goto out;
+    node_keys_version_info *v = NULL;
+    size_t n = 0;
+    if ((rc = node_keys_list(km, &v, &n))) {
+        fail(rc, "listing keys");
+        goto out;
+    }
+    if (c->json)
+        printf("{\"kdf\":\"pbkdf2-hmac-sha256\",\"iterations\":%u,\"current_version\":%u,\"versions\":[",
+               node_keys_iterations(km), node_keys_current_version(km));
+    else
+        printf("KDF pbkdf2-hmac-sha256, %u iterations\nVERSION  CREATED               CURRENT  RECORDS\n",
+               node_keys_iterations(km));
+    for (size_t i = 0; i < n; i++) {
+        char ts[32];
+        fmt_time(ts, v[i].created);
+        if (c->json)
+            printf("%s{\"version\":%u,\"created\":\"%s\",\"current\":%s,\"records\":%llu}",
+                   i ? "," : "", v[i].version, ts, v[i].current ? "true" : "false",
+                   (unsigned long long)v[i].records);
+        else
+            printf("%-8u %-21s %-8s %llu\n", v[i].version, ts, v[i].current ? "yes" : "",
+                   (unsigned long long)v[i].records);
+    }
+    if (c->json)
+        printf("]}\n");
+    free(v);
+out:
+    node_keys_close(km);
+    store_close(s);
+    return rc;
+}
+
+static int cmd_keys_rotate(cli_ctx *c)
+{
+    int rc = require_datadir(c);
+    store_t *s = NULL;
+    node_keys_t *km = NULL;
+    if (rc || (rc = open_store(c, &s, false)))
+        return rc;
+    if ((rc = unlock(c, s, &km)))
+        goto out;
+    uint32_t v;
+    if ((rc = node_keys_rotate(km, &v)))
+        fail(rc, "rotating data key");
+    else if (c->json)
+        printf("{\"current_version\":%u}\n", v);
+    else
+        printf("rotated: data key version %u is now current (older versions stay readable; run 'dmnode keys reencrypt' to move data forward)\n",
+               v);
+out:
+    node_keys_close(km);
+    store_close(s);
+    return rc;
+}
+
+static int cmd_keys_reencrypt(cli_ctx *c)
+{
+    int rc = require_datadir(c);
+    store_t *s = NULL;
+    node_keys_t *km = NULL;
+    if (rc || (rc = open_store(c, &s, false)))
+        return rc;
+    if ((rc = unlock(c, s, &km)))
+        goto out;
+    uint64_t moved;
+    if ((rc = node_keys_reencrypt(km, &moved)))
+        fail(rc, "re-encrypting");
+    else if (c->json)
+        printf("{\"reencrypted\":%llu,\"current_version\":%u}\n", (unsigned long long)moved,
+               node_keys_current_version(km));
+    else
+        printf("re-encrypted %llu records under data key version %u\n", (unsigned long long)moved,
+               node_keys_current_version(km));
+out:
+    node_keys_close(km);
+    store_close(s);
+    return rc;
+}
+
+static int cmd_run(cli_ctx *c)
+{
+    int rc = require_datadir(c);
+    store_t *s = NULL;
+    node_keys_t *km = NULL;
+    if (rc || (rc = open_store(c, &s, false)))
+        return rc;
+    if ((rc = unlock(c, s, &km)))
+        goto out;
+    /* Block the termination signals before announcing, so none is lost. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    uint8_t eth[20];
+    char addr[43];
+    node_keys_eth_address(km, eth);
+    crypto_eth_address_format(eth, addr);
+    dm_log(DM_LOG_INFO, "node", "started: node_id=%s eth_address=%s network=%s datadir=%s pid=%ld",
+           node_keys_node_id(km), addr, c->cfg.network_id, c->cfg.datadir, (long)getpid());
+    printf("{\"status\":\"running\",\"node_id\":\"%s\",\"eth_address\":\"%s\",\"network_id\":\"%s\","
+           "\"data_key_version\":%u,\"storage_sync\":%s,\"pid\":%ld}\n",
+           node_keys_node_id(km), addr, c->cfg.network_id, node_keys_current_version(km),
+           c->cfg.storage_sync ? "true" : "false", (long)getpid());
+    fflush(stdout);
+    int sig = 0;
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
+        dm_log(DM_LOG_INFO, "node", "status: node_id=%s running", node_keys_node_id(km));
+    dm_log(DM_LOG_INFO, "node", "stopping on signal %d", sig);
+out:
+    node_keys_close(km);
+    store_close(s);
+    return rc;
+}
+
+static int cmd_config_show(cli_ctx *c)
+{
+    dm_buf out = DM_BUF_INIT;
+    int rc = node_config_dump(&c->cfg, &out);
+    if (!rc)
+        fwrite(out.data, 1, out.len, stdout);
+    dm_buf_free(&out);
+    return rc;
+}
+
+static int cmd_version(cli_ctx *c)
+{
+    (void)c;
+    printf("dmnode %s\n", DM_VERSION);
+    return DM_OK;
+}
+
+static int cmd_help(cli_ctx *c);
+
+static const cli_command COMMANDS[] = {
+    {"init", cmd_init, "create a node: key store, RSA and Ethereum keys; print its identity",
+     "usage: dmnode init --datadir DIR [--keys.rsa_bits=2048|3072]\n\n"
+     "Creates DIR (mode 0700) and its RocksDB database, derives the key-encryption key from\n"
+     "the master password (KEY_MASTER_PASSWORD or keys.master_password_file; at least 16\n"
+     "characters), creates data key version 1, the node's RSA key and secp256k1 account key\n"
+     "(stored only encrypted), and prints the node id and Ethereum address.\n"},
+    {"run", cmd_run, "run the node daemon in the foreground until SIGINT/SIGTERM",
+     "usage: dmnode run --datadir DIR\n\n"
+     "Opens the database (a second instance on the same directory is refused), unlocks the\n"
+     "key store, prints one JSON status line and runs until SIGINT or SIGTERM (SIGHUP logs\n"
+     "the status again). The P2P overlay and APIs are added by later releases.\n"},
+    {"id", cmd_id, "print the node id and Ethereum address (no password needed)",
+     "usage: dmnode id --datadir DIR [--json]\n\n"
+     "Reads the public identity records; works while the daemon runs.\n"},
+    {"keys list", cmd_keys_list, "list data-key versions with dates and record counts",
+     "usage: dmnode keys list --datadir DIR [--json]\n\n"
+     "Unlocks the key store (verifying its integrity) and lists each data-key version, its\n"
+     "creation time, whether it is current and how many sealed records use it. Key material\n"
+     "is never shown. Works while the daemon runs (read-only).\n"},
+    {"keys rotate", cmd_keys_rotate, "add a new data-key version and make it current",
+     "usage: dmnode keys rotate --datadir DIR\n\n"
+     "Data sealed under older versions stays readable. The daemon must be stopped.\n"},
+    {"keys reencrypt", cmd_keys_reencrypt, "re-seal every record under the current data key",
+     "usage: dmnode keys reencrypt --datadir DIR\n\n"
+     "Moves records written under older versions forward, in atomic batches; safe to\n"
+     "interrupt and repeat. The daemon must be stopped.\n"},
+    {"config show", cmd_config_show, "print the effective configuration",
+     "usage: dmnode [--config FILE] [--section.key=value ...] config show\n\n"
+     "Prints the configuration after file, environment and flags are applied, in file\n"
+     "syntax. Contains no secrets.\n"},
+    {"version", cmd_version, "print the version", "usage: dmnode version\n"},
+    {"help", cmd_help, "show help for a command", "usage: dmnode help [COMMAND]\n"},
+};
+#define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: dmnode [--config FILE] [--section.key=value ...] [--json] COMMAND [ARGS]\n\n"
+               "DataMgmt Node: a peer-to-peer data-sharing node with on-chain audit anchoring.\n\n"
+               "Commands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  %-16s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(f, "\nEvery configuration key can be given as --section.key=value, as environment\n"
+               "variable DMNODE_SECTION_KEY or in the file named by --config / DMNODE_CONFIG\n"
+               "(flag over environment over file); see docs/CONFIG.md. 'dmnode COMMAND --help'\n"
+               "describes a command. Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration,\n"
+               "4 master password, 5 integrity, 6 data directory busy, 7 (not) initialised.\n");
+}
+
+/* Match the longest command name against the leading words. */
+static const cli_command *find_command(const char *const *words, int n, int *used)
+{
+    const cli_command *best = NULL;
+    int best_used = 0;
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s", COMMANDS[i].name);
+        int k = 0;
+        bool ok = true;
+        for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+            if (k >= n || strcmp(words[k], w) != 0) {
+                ok = false;
+                break;
+            }
+            k++;
+        }
+        if (ok && k > best_used) {
+            best = &COMMANDS[i];
+            best_used = k;
+        }
+    }
+    *used = best_used;
+    return best;
+}
+
+static int cmd_help(cli_ctx *c)
+{
+    int used;
+    const cli_command *cmd = c->nwords > 1 ? find_command(c->words + 1, c->nwords - 1, &used) : NULL;
+    if (cmd)
+        fputs(cmd->help, stdout);
+    else
+        usage(stdout);
+    return DM_OK;
+}
+
+/* ---------- argument parsing ---------- */
+
+static int parse_args(cli_ctx *c, int argc, char **argv, const char **config_file)
+{
+    dm_buf err = DM_BUF_INIT;
+    int rc = DM_OK;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0 || a[2] == 0) {
+            if (c->nwords == MAX_WORDS) {
+                fprintf(stderr, "dmnode: too many arguments\n");
+                return DM_EINVAL;
+            }
+            c->words[c->nwords++] = a;
+            continue;
+        }
+        char name[128];
+        const char *eq = strchr(a + 2, '=');
+        size_t nl = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+        if (nl >= sizeof name) {
+            fprintf(stderr, "dmnode: unknown option %.40s...\n", a);
+            return DM_EINVAL;
+        }
+        memcpy(name, a + 2, nl);
+        name[nl] = 0;
+        if (strcmp(name, "help") == 0 || strcmp(name, "json") == 0) {
+            if (eq) {
+                fprintf(stderr, "dmnode: option --%s takes no value\n", name);
+                return DM_EINVAL;
+            }
+            *(strcmp(name, "help") == 0 ? &c->help : &c->json) = true;
+            continue;
+        }
+        const char *value = eq ? eq + 1 : NULL;
+        if (!value) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "dmnode: option --%s needs a value\n", name);
+                return DM_EINVAL;
+            }
+            value = argv[++i];
+        }
+        if (strcmp(name, "config") == 0) {
+            *config_file = value;
+            continue;
+        }
+        if (!node_config_is_key(name) && !strchr(name, '.')) {
+            fprintf(stderr, "dmnode: unknown option --%s (see dmnode --help)\n", name);
+            return DM_EINVAL;
+        }
+        char origin[160];
+        snprintf(origin, sizeof origin, "flag --%s", name);
+        dm_buf_reset(&err);
+        if ((rc = node_config_set(&c->cfg, name, value, origin, &err))) {
+            fprintf(stderr, "dmnode: %s\n", dm_buf_cstr(&err));
+            break;
+        }
+    }
+    dm_buf_free(&err);
+    return rc;
+}
+
 int node_cli_main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "dmnode: not built yet\n");
-    return 1;
+    cli_ctx c;
+    memset(&c, 0, sizeof c);
+    int rc = node_config_init(&c.cfg);
+    if (rc)
+        return fail(rc, "configuration defaults");
+
+    /* Flags are parsed into a scratch config first, so the file and environment
+     * can be applied underneath them in the documented order. */
+    const char *config_file = getenv("DMNODE_CONFIG");
+    cli_ctx flags;
+    memset(&flags, 0, sizeof flags);
+    node_config_init(&flags.cfg);
+    rc = parse_args(&flags, argc, argv, &config_file);
+    node_config_free(&flags.cfg);
+    if (rc) {
+        node_config_free(&c.cfg);
+        return rc == DM_ECONFIG ? NODE_EXIT_CONFIG : NODE_EXIT_USAGE;
+    }
+
+    dm_buf err = DM_BUF_INIT;
+    if (config_file && *config_file) {
+        rc = node_config_load_file(&c.cfg, config_file, &err);
+        if (rc == DM_ENOTFOUND)
+            fprintf(stderr, "dmnode: cannot read config file %s\n", config_file);
+    }
+    if (!rc)
+        rc = node_config_load_env(&c.cfg, environ, &err);
+    if (!rc)
+        rc = parse_args(&c, argc, argv, &config_file);
+    if (!rc)
+        rc = node_config_validate(&c.cfg, &err);
+    if (rc) {
+        if (err.len)
+            fprintf(stderr, "dmnode: %s\n", dm_buf_cstr(&err));
+        dm_buf_free(&err);
+        node_config_free(&c.cfg);
+        return rc == DM_EINVAL ? NODE_EXIT_USAGE : NODE_EXIT_CONFIG;
+    }
+    dm_buf_free(&err);
+    dm_log_set_level(c.cfg.log_level);
+
+    int used = 0;
+    const cli_command *cmd = c.nwords ? find_command(c.words, c.nwords, &used) : NULL;
+    int code;
+    if (!cmd) {
+        if (c.nwords)
+            fprintf(stderr, "dmnode: unknown command '%s'\n\n", c.words[0]);
+        usage(c.nwords || !c.help ? stderr : stdout);
+        code = c.nwords || !c.help ? NODE_EXIT_USAGE : NODE_EXIT_OK;
+    } else if (c.help) {
+        fputs(cmd->help, stdout);
+        code = NODE_EXIT_OK;
+    } else if (cmd->run != cmd_help && used != c.nwords) {
+        fprintf(stderr, "dmnode: unexpected argument '%s'\n%s", c.words[used], cmd->help);
+        code = NODE_EXIT_USAGE;
+    } else {
+        code = exit_code_for(cmd->run(&c));
+    }
+    node_config_free(&c.cfg);
+    return code;
 }
