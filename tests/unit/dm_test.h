@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
