@@ -110,8 +110,8 @@ void crypto_fernet_key_wipe(crypto_fernet_key *k)
  * is accepted by crypto_fernet_decrypt), DM_EINVAL for NULL arguments,
  * DM_ENOMEM, DM_ECRYPTO (OpenSSL or the CSPRNG failed).
  */
-int crypto_fernet_encrypt_at(dm_buf *out, const crypto_fernet_key *k, const uint8_t *pt,
-                             size_t n, uint64_t ts, const uint8_t iv[16])
+int crypto_fernet_encrypt_at(dm_buf *out, const crypto_fernet_key *k, const uint8_t *pt, size_t n,
+                             uint64_t ts, const uint8_t iv[16])
 {
     if (!out || !k || !iv || (!pt && n))
         return DM_EINVAL;
@@ -284,8 +284,7 @@ out:
  * Errors: DM_ETOOBIG, DM_EBADTOKEN (malformed or MAC fails), DM_EINVAL, DM_ENOMEM,
  * DM_ECRYPTO. No age check: the caller applies its own policy.
  */
-int crypto_fernet_token_time(const crypto_fernet_key *k, const char *token, size_t n,
-                             uint64_t *ts)
+int crypto_fernet_token_time(const crypto_fernet_key *k, const char *token, size_t n, uint64_t *ts)
 {
     if (!k || !ts)
         return DM_EINVAL;

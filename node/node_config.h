@@ -24,6 +24,9 @@ typedef struct {
     uint16_t port;
 } node_hostport;
 
+/* Number of configuration keys (the size of the schema table in node_config.c). */
+#define NODE_CONFIG_NKEYS 25
+
 typedef struct {
     char *datadir;                  /* datadir (required by commands that need state) */
     char *network_id;               /* network.id */
@@ -38,6 +41,10 @@ typedef struct {
     node_hostport api_internal_listen; /* api.internal.listen, loopback only */
     char *api_internal_token_file;  /* api.internal.token_file ("" = <datadir>/admin.token) */
     node_hostport api_external_listen; /* api.external.listen */
+    uint32_t api_internal_rate_per_sec; /* api.internal.rate_per_sec, token-bucket refill */
+    uint32_t api_internal_rate_burst;   /* api.internal.rate_burst, bucket size */
+    uint32_t api_external_rate_per_sec; /* api.external.rate_per_sec */
+    uint32_t api_external_rate_burst;   /* api.external.rate_burst */
     char *chain_rpc_url;            /* chain.rpc_url ("" = anchoring disabled) */
     uint64_t chain_chain_id;        /* chain.chain_id (0 = not set) */
     char *chain_contract;           /* chain.contract ("" or 0x + 40 hex) */
@@ -48,10 +55,14 @@ typedef struct {
     char *keys_master_password_file; /* keys.master_password_file ("" = use KEY_MASTER_PASSWORD) */
     uint32_t keys_rsa_bits;         /* keys.rsa_bits: 2048 or 3072 */
     uint32_t keys_kdf_iterations;   /* keys.kdf_iterations >= 600000 */
+    /* private: where each key got its value ("file F line N", "environment V",
+     * "flag --k"; NULL = built-in default), for messages. Use node_config_origin(). */
+    char *origins[NODE_CONFIG_NKEYS];
 } node_config;
 
-/** Fill with the secure defaults. */
+/** Fill with the secure defaults (`cfg` may be uninitialised memory). DM_ENOMEM. */
 int node_config_init(node_config *cfg);
+/** Free everything `cfg` owns and zero it. NULL-safe; idempotent. */
 void node_config_free(node_config *cfg);
 
 /** true if `key` ("p2p.listen") is a known configuration key. */
@@ -74,9 +85,31 @@ int node_config_set(node_config *cfg, const char *key, const char *value, const 
 int node_config_validate(const node_config *cfg, dm_buf *err);
 /** Append the effective configuration in file syntax (no secrets are part of it). */
 int node_config_dump(const node_config *cfg, dm_buf *out);
+
+/*
+ * Notes common to the functions above: messages are appended to `err` (may be
+ * NULL) as "config: <key>: <problem> (<origin>)"; every rejection returns
+ * DM_ECONFIG (DM_ENOMEM on allocation failure). The load functions and
+ * node_config_set are all-or-nothing: on error `cfg` is left unchanged.
+ */
+
+/** Where `key` got its current value: "file F line N", "environment DMNODE_X", "flag --k",
+ *  or "default". Borrowed from `cfg` (valid until it changes). "unknown key" if not a key. */
+const char *node_config_origin(const node_config *cfg, const char *key);
+/** Number of keys, and the i-th key name in schema order (NULL when i is out of range). */
+size_t node_config_key_count(void);
+const char *node_config_key_name(size_t i);
+/** Append the key reference as a Markdown table (key, type, default, range, environment
+ *  variable, description): generated from the schema, embedded in docs/CONFIG.md. */
+int node_config_describe(dm_buf *out);
+/** Format as "host:port", or "[v6]:port" when the host contains ':'. `out` of size >= 264. */
+void node_hostport_format(const node_hostport *hp, char *out, size_t n);
 /** true if the host is a loopback address (127.0.0.0/8, ::1, "localhost"). */
 bool node_hostport_is_loopback(const node_hostport *hp);
-/** Parse "host:port" or "[v6]:port". */
+/** Parse "host:port" or "[v6]:port". The host is a literal IPv4 address, an IPv6 address
+ *  in brackets, or a DNS name (letters, digits, '-', '.'); the port is 1..65535 (the
+ *  *.listen keys also accept 0, "any free port", through node_config_set). DM_EINVAL if
+ *  malformed, DM_ERANGE if the port is out of range. */
 int node_hostport_parse(node_hostport *out, const char *s);
 
 #endif

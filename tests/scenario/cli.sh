@@ -19,6 +19,7 @@ bad() { fails=$((fails + 1)); echo "not ok - $*"; }
 expect() {
   local want=$1 what=$2; shift 3
   "$@" >"$work/out" 2>&1; local rc=$?
+  cat "$work/out" >>"$work/all"
   if [ "$rc" -eq "$want" ]; then ok "$what (exit $rc)"; else bad "$what: exit $rc, want $want"; sed 's/^/    /' "$work/out"; fi
 }
 contains() { if grep -q -- "$2" "$work/out"; then ok "$1"; else bad "$1: output lacks '$2'"; sed 's/^/    /' "$work/out"; fi; }
@@ -120,7 +121,7 @@ expect 0 "keys list after kill -9" -- "$dmnode" keys list
 contains "three versions" "^3 .*yes"
 
 # no command printed private key material: nothing that looks like a PEM/DER key
-if grep -rqs -e "PRIVATE KEY" -e "MII" "$work/out" "$work/status" "$work/daemon.log"; then bad "key material in output"; else ok "no key material in outputs"; fi
+if grep -rqs -e "PRIVATE KEY" -e "MII" "$work/all" "$work/status" "$work/status2" "$work/daemon.log"; then bad "key material in output"; else ok "no key material in outputs"; fi
 
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -520,8 +520,8 @@ static void test_token_time(void **state)
 
     /* extreme timestamps do not overflow the checks */
     dm_buf_reset(&tok);
-    assert_int_equal(
-        crypto_fernet_encrypt_at(&tok, &k, (const uint8_t *)"y", 1, UINT64_MAX, iv), DM_OK);
+    assert_int_equal(crypto_fernet_encrypt_at(&tok, &k, (const uint8_t *)"y", 1, UINT64_MAX, iv),
+                     DM_OK);
     t = (const char *)tok.data;
     assert_int_equal(crypto_fernet_token_time(&k, t, tok.len, &got), DM_OK);
     assert_int_equal(got, UINT64_MAX);
@@ -541,16 +541,11 @@ static void test_token_time(void **state)
 int test_crypto_fernet(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rfc3339_helper),
-        cmocka_unit_test(test_vectors_generate),
-        cmocka_unit_test(test_vectors_verify),
-        cmocka_unit_test(test_vectors_invalid),
-        cmocka_unit_test(test_round_trip_sizes),
-        cmocka_unit_test(test_size_limits),
-        cmocka_unit_test(test_key_encode_decode),
-        cmocka_unit_test(test_bit_flips),
-        cmocka_unit_test(test_wrong_key_and_truncation),
-        cmocka_unit_test(test_token_time),
+        cmocka_unit_test(test_rfc3339_helper),           cmocka_unit_test(test_vectors_generate),
+        cmocka_unit_test(test_vectors_verify),           cmocka_unit_test(test_vectors_invalid),
+        cmocka_unit_test(test_round_trip_sizes),         cmocka_unit_test(test_size_limits),
+        cmocka_unit_test(test_key_encode_decode),        cmocka_unit_test(test_bit_flips),
+        cmocka_unit_test(test_wrong_key_and_truncation), cmocka_unit_test(test_token_time),
     };
     return cmocka_run_group_tests_name("crypto_fernet", tests, NULL, NULL);
 }

@@ -127,8 +127,7 @@ static void test_hmac_rfc4231(void **state)
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         uint8_t mac[CRYPTO_SHA256_LEN];
-        assert_int_equal(crypto_hmac_sha256(mac, v[i].key, v[i].keylen, v[i].data, v[i].n),
-                         DM_OK);
+        assert_int_equal(crypto_hmac_sha256(mac, v[i].key, v[i].keylen, v[i].data, v[i].n), DM_OK);
         uint8_t want[CRYPTO_SHA256_LEN];
         dm_test_unhex(want, sizeof want, v[i].hex);
         if (memcmp(mac, want, sizeof want) != 0)
@@ -160,8 +159,7 @@ static void test_pbkdf2_rfc7914(void **state)
                   "a1d425a1225833549adb841b51c9b3176a272bdebba1d078478f62b397f33c8d");
     /* iterations must be >= 1 */
     assert_int_equal(
-        crypto_pbkdf2_sha256(dk, sizeof dk, "passwd", 6, (const uint8_t *)"salt", 4, 0),
-        DM_EINVAL);
+        crypto_pbkdf2_sha256(dk, sizeof dk, "passwd", 6, (const uint8_t *)"salt", 4, 0), DM_EINVAL);
     assert_int_equal(crypto_pbkdf2_sha256(dk, 0, "passwd", 6, (const uint8_t *)"salt", 4, 1),
                      DM_EINVAL);
 }
