@@ -3,6 +3,7 @@
 #include "groups.h"
 
 #include "crypto_fernet.h"
+#include "crypto_hash.h"
 #include "crypto_mem.h"
 #include "dm_buf.h"
 #include "dm_enc.h"
@@ -491,6 +492,102 @@ static void test_wrong_key_and_truncation(void **state)
     crypto_fernet_key_wipe(&mixed);
 }
 
+/* Re-sign `raw` (its last 32 bytes are the MAC) with the key's signing half and encode it. */
+static void resign(dm_buf *txt, dm_buf *raw, const crypto_fernet_key *k)
+{
+    assert_true(raw->len >= 32);
+    assert_int_equal(crypto_hmac_sha256(raw->data + raw->len - 32, k->signing, sizeof k->signing,
+                                        raw->data, raw->len - 32),
+                     DM_OK);
+    dm_buf_reset(txt);
+    assert_int_equal(dm_b64_encode(txt, raw->data, raw->len, DM_B64_URL), DM_OK);
+}
+
+/* Malformed tokens that carry a valid MAC: the structural checks must catch them on their own. */
+static void test_mac_valid_malformed(void **state)
+{
+    (void)state;
+    crypto_fernet_key k;
+    assert_int_equal(crypto_fernet_key_generate(&k), DM_OK);
+    uint8_t iv[16] = {1, 2, 3};
+    const uint64_t now = 1700000000;
+    dm_buf tok = DM_BUF_INIT, raw = DM_BUF_INIT, txt = DM_BUF_INIT, pt = DM_BUF_INIT;
+    assert_int_equal(
+        crypto_fernet_encrypt_at(&tok, &k, (const uint8_t *)"0123456789abcdefXYZ", 19, now, iv),
+        DM_OK);
+    token_raw(&raw, (const char *)tok.data, tok.len);
+    assert_int_equal(raw.len, 25 + 32 + 32);
+
+    /* sanity: re-signing an intact token keeps it valid */
+    resign(&txt, &raw, &k);
+    assert_int_equal(crypto_fernet_decrypt(&pt, &k, (const char *)txt.data, txt.len, 0, now),
+                     DM_OK);
+    assert_int_equal(pt.len, 19);
+    dm_buf_reset(&pt);
+
+    /* other version bytes */
+    static const uint8_t versions[] = {0x00, 0x7f, 0x81, 0xff};
+    for (size_t i = 0; i < sizeof versions; i++) {
+        raw.data[0] = versions[i];
+        resign(&txt, &raw, &k);
+        assert_int_equal(crypto_fernet_decrypt(&pt, &k, (const char *)txt.data, txt.len, 0, now),
+                         DM_EBADTOKEN);
+        uint64_t ts;
+        assert_int_equal(crypto_fernet_token_time(&k, (const char *)txt.data, txt.len, &ts),
+                         DM_EBADTOKEN);
+    }
+    raw.data[0] = 0x80;
+
+    /* ciphertext not a multiple of the block size (drop 1..15 bytes of the last block) */
+    uint8_t mac_room[32] = {0};
+    for (size_t cut = 1; cut < 16; cut++) {
+        dm_buf r2 = DM_BUF_INIT;
+        assert_int_equal(dm_buf_append(&r2, raw.data, 25 + 32 - cut), DM_OK);
+        assert_int_equal(dm_buf_append(&r2, mac_room, 32), DM_OK);
+        resign(&txt, &r2, &k);
+        int rc = crypto_fernet_decrypt(&pt, &k, (const char *)txt.data, txt.len, 0, now);
+        if (rc != DM_EBADTOKEN)
+            fail_msg("ciphertext of %zu bytes: got %s", 32 - cut, dm_err_name(rc));
+        dm_buf_free(&r2);
+    }
+
+    /* no ciphertext at all */
+    dm_buf r3 = DM_BUF_INIT;
+    assert_int_equal(dm_buf_append(&r3, raw.data, 25), DM_OK);
+    assert_int_equal(dm_buf_append(&r3, mac_room, 32), DM_OK);
+    resign(&txt, &r3, &k);
+    assert_int_equal(crypto_fernet_decrypt(&pt, &k, (const char *)txt.data, txt.len, 0, now),
+                     DM_EBADTOKEN);
+    dm_buf_free(&r3);
+
+    /* valid MAC, corrupted padding: the last plaintext byte is steered through the IV of the
+     * last block (CBC malleability), so only the padding check can refuse it */
+    for (int delta = 1; delta < 256; delta++) {
+        raw.data[25 + 15] ^= (uint8_t)delta; /* previous ciphertext block's last byte */
+        resign(&txt, &raw, &k);
+        dm_buf_reset(&pt);
+        int rc = crypto_fernet_decrypt(&pt, &k, (const char *)txt.data, txt.len, 0, now);
+        /* the block is "XYZ" + 13 x 0x0d; its last byte becomes 13 ^ delta. Only 1 makes a
+         * valid pad (2..16 would need that many equal bytes before it, which differ) */
+        uint8_t padv = (uint8_t)(13 ^ delta);
+        if (padv == 1) {
+            assert_int_equal(rc, DM_OK);
+            assert_int_equal(pt.len, 31);
+        } else {
+            if (rc != DM_EBADTOKEN)
+                fail_msg("pad byte %u accepted: %s", padv, dm_err_name(rc));
+            assert_int_equal(pt.len, 0);
+        }
+        raw.data[25 + 15] ^= (uint8_t)delta;
+    }
+
+    dm_buf_free(&tok);
+    dm_buf_free(&raw);
+    dm_buf_free(&txt);
+    dm_buf_free_secure(&pt);
+    crypto_fernet_key_wipe(&k);
+}
+
 /* Boundaries of the age policy and crypto_fernet_token_time. */
 static void test_token_time(void **state)
 {
@@ -541,11 +638,17 @@ static void test_token_time(void **state)
 int test_crypto_fernet(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rfc3339_helper),           cmocka_unit_test(test_vectors_generate),
-        cmocka_unit_test(test_vectors_verify),           cmocka_unit_test(test_vectors_invalid),
-        cmocka_unit_test(test_round_trip_sizes),         cmocka_unit_test(test_size_limits),
-        cmocka_unit_test(test_key_encode_decode),        cmocka_unit_test(test_bit_flips),
-        cmocka_unit_test(test_wrong_key_and_truncation), cmocka_unit_test(test_token_time),
+        cmocka_unit_test(test_rfc3339_helper),
+        cmocka_unit_test(test_vectors_generate),
+        cmocka_unit_test(test_vectors_verify),
+        cmocka_unit_test(test_vectors_invalid),
+        cmocka_unit_test(test_round_trip_sizes),
+        cmocka_unit_test(test_size_limits),
+        cmocka_unit_test(test_key_encode_decode),
+        cmocka_unit_test(test_bit_flips),
+        cmocka_unit_test(test_wrong_key_and_truncation),
+        cmocka_unit_test(test_mac_valid_malformed),
+        cmocka_unit_test(test_token_time),
     };
     return cmocka_run_group_tests_name("crypto_fernet", tests, NULL, NULL);
 }
