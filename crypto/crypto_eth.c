@@ -13,9 +13,9 @@
 #include "dm_log.h"
 
 #include <pthread.h>
-#include <stdbool.h>
 #include <secp256k1.h>
 #include <secp256k1_recovery.h>
+#include <stdbool.h>
 #include <string.h>
 
 static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
@@ -89,13 +89,12 @@ void crypto_eth_key_wipe(crypto_eth_key *k)
         crypto_memzero(k->priv, sizeof k->priv);
 }
 
-static int pubkey_serialize(const secp256k1_context *c, const secp256k1_pubkey *pk,
-                            uint8_t pub[64])
+static int pubkey_serialize(const secp256k1_context *c, const secp256k1_pubkey *pk, uint8_t pub[64])
 {
     uint8_t ser[65];
     size_t len = sizeof ser;
-    if (!secp256k1_ec_pubkey_serialize(c, ser, &len, pk, SECP256K1_EC_UNCOMPRESSED) ||
-        len != 65 || ser[0] != 0x04)
+    if (!secp256k1_ec_pubkey_serialize(c, ser, &len, pk, SECP256K1_EC_UNCOMPRESSED) || len != 65 ||
+        ser[0] != 0x04)
         return DM_ECRYPTO;
     memcpy(pub, ser + 1, 64);
     return DM_OK;

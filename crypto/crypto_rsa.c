@@ -12,11 +12,11 @@
 #include "crypto_mem.h"
 #include "dm_err.h"
 
+#include <limits.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -232,8 +232,7 @@ int crypto_rsa_sign(const crypto_rsa_t *k, const void *msg, size_t n, dm_buf *si
     rc = dm_buf_reserve(sig, siglen);
     if (rc)
         goto out;
-    if (EVP_DigestSign(mctx, sig->data + sig->len, &siglen, msg, n) != 1 ||
-        siglen != k->bits / 8) {
+    if (EVP_DigestSign(mctx, sig->data + sig->len, &siglen, msg, n) != 1 || siglen != k->bits / 8) {
         rc = DM_ECRYPTO;
         goto out;
     }

@@ -12,10 +12,10 @@
 #include "dm_err.h"
 
 #include <ctype.h>
-#include <stdbool.h>
 #include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdbool.h>
 
 /* secp256k1 group order n */
 static const uint8_t curve_n[32] = {
@@ -182,9 +182,9 @@ static void test_keccak_block_boundaries(void **state)
         memcpy(prev, want, 32);
     }
     uint8_t a200[32];
-    assert_int_equal(dm_test_unhex(a200, 32,
-                                   "96ea54061def936c4be90b518992fdc6f12f535068a256229aca54267b4d084d"),
-                     32);
+    assert_int_equal(
+        dm_test_unhex(a200, 32, "96ea54061def936c4be90b518992fdc6f12f535068a256229aca54267b4d084d"),
+        32);
     uint8_t got[32];
     crypto_keccak256_ctx c;
     crypto_keccak256_init(&c);

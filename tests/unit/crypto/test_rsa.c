@@ -197,8 +197,7 @@ static void test_rsa_tamper(void **state)
     dm_buf big = DM_BUF_INIT;
     assert_int_equal(crypto_rsa_sign(ks->k3072, m, sizeof m, &big), DM_OK);
     assert_int_equal(crypto_rsa_verify(k, m, sizeof m, big.data, 256), DM_EBADSIG);
-    assert_int_equal(crypto_rsa_verify(ks->k3072, m, sizeof m, other.data, other.len),
-                     DM_EBADSIG);
+    assert_int_equal(crypto_rsa_verify(ks->k3072, m, sizeof m, other.data, other.len), DM_EBADSIG);
     dm_buf_free(&sig);
     dm_buf_free(&other);
     dm_buf_free(&big);
@@ -428,8 +427,7 @@ static void test_rsa_interop_openssl(void **state)
         char exact[16];
         snprintf(exact, sizeof exact, "%zu", klen - 32 - 2);
         assert_int_equal(ossl_verify(pk, exact, msg, sizeof msg - 1, ours.data, ours.len), 1);
-        assert_int_equal(ossl_verify(pk, one_less, msg, sizeof msg - 1, ours.data, ours.len),
-                         0);
+        assert_int_equal(ossl_verify(pk, one_less, msg, sizeof msg - 1, ours.data, ours.len), 0);
         dm_buf_free(&ours);
         EVP_PKEY_free(pk);
     }
@@ -546,16 +544,11 @@ static void test_rsa_threads(void **state)
 int test_crypto_rsa(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rsa_round_trip_2048),
-        cmocka_unit_test(test_rsa_round_trip_3072),
-        cmocka_unit_test(test_rsa_tamper),
-        cmocka_unit_test(test_rsa_pkcs8_round_trip),
-        cmocka_unit_test(test_rsa_spki_public_only),
-        cmocka_unit_test(test_rsa_node_id_independent),
-        cmocka_unit_test(test_rsa_unsupported_keys),
-        cmocka_unit_test(test_rsa_garbage_der),
-        cmocka_unit_test(test_rsa_interop_openssl),
-        cmocka_unit_test(test_rsa_salt_length_is_max),
+        cmocka_unit_test(test_rsa_round_trip_2048),  cmocka_unit_test(test_rsa_round_trip_3072),
+        cmocka_unit_test(test_rsa_tamper),           cmocka_unit_test(test_rsa_pkcs8_round_trip),
+        cmocka_unit_test(test_rsa_spki_public_only), cmocka_unit_test(test_rsa_node_id_independent),
+        cmocka_unit_test(test_rsa_unsupported_keys), cmocka_unit_test(test_rsa_garbage_der),
+        cmocka_unit_test(test_rsa_interop_openssl),  cmocka_unit_test(test_rsa_salt_length_is_max),
         cmocka_unit_test(test_rsa_threads),
     };
     return cmocka_run_group_tests_name("crypto_rsa", tests, keys_setup, keys_teardown);
