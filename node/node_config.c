@@ -93,7 +93,7 @@ static const key_spec KEYS[] = {
     {"api.internal.listen", KT_HOSTPORT, FLD(api_internal_listen), "127.0.0.1:8080", 0, 0,
      KF_LISTEN | KF_LOOPBACK, "Internal (admin) API listen address; loopback only."},
     {"api.internal.token_file", KT_PATH, FLD(api_internal_token_file), "", 0, 0, 0,
-     "File holding the admin token. Empty: <datadir>/admin.token."},
+     "File holding the admin token. Empty: admin.token in the data directory."},
     {"api.internal.rate_per_sec", KT_UINT, FLD(api_internal_rate_per_sec), "50", 1, 1000000, 0,
      "Internal API token-bucket refill rate per client (requests/s)."},
     {"api.internal.rate_burst", KT_UINT, FLD(api_internal_rate_burst), "100", 1, 1000000, 0,
@@ -300,7 +300,7 @@ static const char *nearest(const char *s, size_t n, const char *(*names)(size_t,
         return names(besti, buf, bufn);
     /* "max_inbound" for "p2p.max_inbound": the section was left out. */
     size_t hits = 0, hit = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; len > 0 && i < n; i++) {
         char tmp[96];
         const char *nm = names(i, tmp, sizeof tmp);
         size_t ln = strlen(nm);
@@ -1632,11 +1632,13 @@ int node_config_validate(const node_config *cfg, dm_buf *err)
                     "requires chain.rpc_url to be set");
     if (rpc[0] && cfg->chain_chain_id == 0)
         return fail(err, "chain.chain_id", node_config_origin(cfg, "chain.chain_id"),
-                    "must be set when chain.rpc_url is set (the node checks at start that "
-                    "the endpoint serves this chain)");
+                    "must be set because chain.rpc_url is set (%s): the node checks at start "
+                    "that the endpoint serves the expected chain",
+                    node_config_origin(cfg, "chain.rpc_url"));
     if (cfg->p2p_bootstrap_len > 0 && cfg->p2p_max_outbound == 0)
         return fail(err, "p2p.max_outbound", node_config_origin(cfg, "p2p.max_outbound"),
-                    "is 0 but p2p.bootstrap lists peers to dial");
+                    "is 0 but p2p.bootstrap (%s) lists peers to dial",
+                    node_config_origin(cfg, "p2p.bootstrap"));
     if (cfg->api_internal_token_file && cfg->keys_master_password_file &&
         cfg->api_internal_token_file[0] &&
         strcmp(cfg->api_internal_token_file, cfg->keys_master_password_file) == 0)
