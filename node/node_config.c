@@ -608,16 +608,24 @@ static const char *expect_text(key_type t)
     return "?";
 }
 
-/* Checks common to every string value. */
+static size_t utf8_len(const unsigned char *s, size_t n);
+
+/* Checks common to every string value: bounded, no control characters, valid UTF-8 (so that
+ * the dump, a file, can always carry it). */
 static int check_text(const key_spec *k, const char *s, const char *origin, dm_buf *err)
 {
     size_t n = strlen(s);
     if (n > CFG_MAX_STR)
         return fail(err, k->name, origin, "value longer than %u bytes", CFG_MAX_STR);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n;) {
         if (is_ctl((unsigned char)s[i]))
             return fail(err, k->name, origin, "value contains a control character (\\x%02x)",
                         (unsigned)(unsigned char)s[i]);
+        size_t ul = utf8_len((const unsigned char *)s + i, n - i);
+        if (!ul)
+            return fail(err, k->name, origin, "value is not valid UTF-8");
+        i += ul;
+    }
     return DM_OK;
 }
 

@@ -298,6 +298,8 @@ static void test_precedence(void **state)
     assert_int_equal(node_config_set(&cfg, "p2p.allowlist", NODE_ID_A "," NODE_ID_B, "f", &err),
                      DM_OK);
     assert_int_equal(cfg.p2p_allowlist_len, 2);
+    assert_int_equal(node_config_set(&cfg, "datadir", "/srv/d\xc3\xa9ta", NULL, &err), DM_OK);
+    assert_string_equal(cfg.datadir, "/srv/d\xc3\xa9ta");
     assert_int_equal(node_config_set(&cfg, "datadir", "", NULL, &err), DM_OK);
     assert_string_equal(cfg.datadir, "");
     assert_int_equal(err.len, 0);
@@ -702,6 +704,8 @@ static void test_set_errors(void **state)
          NULL},
         {"network.id", "x/y", "network.id: \"x/y\" is not 1..64 characters", NULL},
         {"datadir", "/tmp/a\nb", "datadir: value contains a control character (\\x0a)", NULL},
+        {"datadir", "/tmp/\xff", "datadir: value is not valid UTF-8", NULL},
+        {"network.id", "\xc3", "network.id: value is not valid UTF-8", NULL},
         {"chain.contract", "0x", "is not an Ethereum address", NULL},
         {"chain.chain_id", "-1", "is not an unsigned decimal integer", NULL},
     };
@@ -952,6 +956,12 @@ static void test_dump_round_trip(void **state)
     assert_contains(d, "chain_id = 9007199254740992\n");
     free(d);
 
+    /* values from flags with quotes, backslashes and UTF-8 survive the file syntax */
+    assert_int_equal(node_config_set(&cfg, "datadir", "/srv/d\xc3\xa9 \"q\" \\b#[x]", "f", &err),
+                     DM_OK);
+    assert_int_equal(node_config_set(&cfg, "p2p.bootstrap", "[::1]:1, h:2", "f", &err), DM_OK);
+    assert_int_equal(node_config_set(&cfg, "api.external.listen", "[::]:0", "f", &err), DM_OK);
+    round_trip(&cfg);
     /* the dump holds no secret: the password itself never enters the configuration */
     setenv("KEY_MASTER_PASSWORD", "correct horse battery staple", 1);
     char *envp[] = {"KEY_MASTER_PASSWORD=correct horse battery staple", NULL};
