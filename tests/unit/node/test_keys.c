@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 /* Key manager tests: real RocksDB on disk, real PBKDF2 at the production count. */
 #include "dm_test.h"
 #include "groups.h"
