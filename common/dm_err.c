@@ -26,6 +26,14 @@ const char *dm_err_name(int err)
     case DM_EPERM: return "EPERM";
     case DM_ENOTINIT: return "ENOTINIT";
     case DM_EUNSUPPORTED: return "EUNSUPPORTED";
+    case DM_EPROTO: return "EPROTO";
+    case DM_ETIMEDOUT: return "ETIMEDOUT";
+    case DM_EAGAIN: return "EAGAIN";
+    case DM_ECLOSED: return "ECLOSED";
+    case DM_EAUTH: return "EAUTH";
+    case DM_ELIMIT: return "ELIMIT";
+    case DM_ECONN: return "ECONN";
+    case DM_EBANNED: return "EBANNED";
     }
     return "EUNKNOWN";
 }
@@ -56,6 +64,14 @@ const char *dm_strerror(int err)
     case DM_EPERM: return "operation not permitted";
     case DM_ENOTINIT: return "data directory not initialised";
     case DM_EUNSUPPORTED: return "unsupported";
+    case DM_EPROTO: return "protocol violation";
+    case DM_ETIMEDOUT: return "timed out";
+    case DM_EAGAIN: return "try again";
+    case DM_ECLOSED: return "closed";
+    case DM_EAUTH: return "authentication failed";
+    case DM_ELIMIT: return "limit reached";
+    case DM_ECONN: return "connection failed";
+    case DM_EBANNED: return "banned";
     }
     return "unknown error";
 }

@@ -31,7 +31,15 @@ typedef enum {
     DM_ERANGE = -19,     /* value outside its permitted range */
     DM_EPERM = -20,      /* operation not permitted (file mode, policy) */
     DM_ENOTINIT = -21,   /* node data directory not initialised */
-    DM_EUNSUPPORTED = -22 /* valid but unsupported request (e.g. key size) */
+    DM_EUNSUPPORTED = -22, /* valid but unsupported request (e.g. key size) */
+    DM_EPROTO = -23,     /* peer violated the wire protocol */
+    DM_ETIMEDOUT = -24,  /* operation timed out */
+    DM_EAGAIN = -25,     /* not enough input yet / try again later */
+    DM_ECLOSED = -26,    /* connection or object already closed */
+    DM_EAUTH = -27,      /* authentication failed (handshake, token, API key) */
+    DM_ELIMIT = -28,     /* a configured limit was reached (queue full, rate limit, peers) */
+    DM_ECONN = -29,      /* connection failed */
+    DM_EBANNED = -30     /* address banned for misbehaviour */
 } dm_err;
 
 /** Stable upper-case identifier, e.g. "EINVAL". Never NULL. */

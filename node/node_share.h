@@ -1,0 +1,136 @@
+#ifndef DM_NODE_SHARE_H
+#define DM_NODE_SHARE_H
+
+#include "dm_buf.h"
+#include "net_host.h"
+#include "net_msg.h"
+#include "node_audit.h"
+#include "node_keys.h"
+#include "store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+/*
+ * Shares (DESIGN.md 6, 7, 8) and the service that creates, validates, stores,
+ * gossips and synchronises them.
+ *
+ * Canonical signed body: one msgpack array in this fixed order, each field in
+ * its shortest msgpack encoding (decoders re-check this, so one share has one
+ * byte string and one id):
+ *   [1 (format), origin node id (bin 32), seq (uint, >= 1), timestamp_ms (uint),
+ *    recipient (bin 20), amount (str: decimal, 1..30 digits, no leading zero, > 0),
+ *    data (bin, <= 1 MiB), data_hash (bin 32 = SHA-256(data))]
+ * share_id = SHA-256(body). signature = RSA-PSS (crypto_rsa_sign) over the body
+ * by the origin's node key. Per-origin seq numbers start at 1 and increase by 1,
+ * so gaps are detectable; a second body for an (origin, seq) already held is a
+ * conflict and is rejected.
+ *
+ * Validation follows the reference's table: recipient ^0x[a-fA-F0-9]{40}$,
+ * amount an integer with 0 < amount < 10^30 (as decimal text, never a double),
+ * data <= 1 MiB, hashes 64 hex in the APIs.
+ */
+
+typedef struct {
+    uint8_t id[32];           /* SHA-256(body) */
+    uint8_t origin[32];
+    uint64_t seq;
+    uint64_t timestamp_ms;
+    uint8_t recipient[20];
+    char amount[31];          /* decimal text, NUL-terminated */
+    const uint8_t *data;      /* borrowed from the body */
+    size_t data_len;
+    uint8_t data_hash[32];
+} node_share_fields;
+
+/** Encode the canonical body of `f` (id is ignored) into `out`. Validates first. */
+int node_share_body_encode(dm_buf *out, const node_share_fields *f);
+/** Decode and fully validate a body (schema, canonical encoding, data_hash,
+ *  amount); computes f->id. `data` borrows `body`. DM_EINVAL / DM_EPARSE /
+ *  DM_ETOOBIG / DM_ERANGE with no partial result on failure. */
+int node_share_body_decode(const uint8_t *body, size_t n, node_share_fields *f);
+/** Reference validation table, usable by the APIs. */
+int node_share_parse_recipient(const char *text, size_t n, uint8_t out[20]); /* DM_EINVAL */
+int node_share_check_amount(const char *text, size_t n);  /* DM_EINVAL / DM_ERANGE */
+int node_share_parse_hash(const char *text, size_t n, uint8_t out[32]);     /* 64 hex */
+
+typedef struct node_share_svc node_share_svc_t;
+
+typedef struct {
+    uv_loop_t *loop;
+    store_t *store;            /* borrowed */
+    node_keys_t *keys;         /* borrowed: node key (sign) and data key (seal at rest) */
+    node_audit_t *audit;       /* borrowed: audit entries + anchoring outbox in the same batch */
+    net_host_t *host;          /* borrowed: broadcast, misbehaviour reports */
+    size_t seen_cache;         /* share ids remembered for duplicate drops; default 262144 */
+    uint32_t sign_batch;       /* shares per thread-pool signing job; default 32 */
+    uint32_t verify_batch;     /* default 32 */
+    uint32_t commit_max;       /* shares per RocksDB batch; default 512 */
+    uint32_t sync_interval_ms; /* periodic HWM exchange; default 5000 */
+    uint32_t sync_page;        /* shares per SYNC_RESP, <= NET_MAX_SYNC_PAGE; default 128 */
+    size_t max_pending;        /* local submissions not yet committed; beyond: DM_ELIMIT */
+} node_share_opts;
+
+void node_share_opts_default(node_share_opts *o);
+/** Loads per-origin high-water marks and this node's next seq from the store. */
+int node_share_svc_create(node_share_svc_t **out, const node_share_opts *o);
+/** Stop timers, wait for in-flight thread-pool jobs and commits, then free and
+ *  call cb. Nothing acknowledged is lost. */
+void node_share_svc_close(node_share_svc_t *s, void (*cb)(void *arg), void *arg);
+
+/**
+ * Local submission (API). Assigns the next seq, signs on the thread pool (in
+ * batches), commits share + seq index + audit entry + outbox entry in one
+ * RocksDB batch (group commit with other shares), and only then calls `cb`
+ * with DM_OK and gossips the share. On failure cb gets the error and nothing
+ * is stored. DM_ELIMIT immediately if too many submissions are pending.
+ * `data` is copied.
+ */
+typedef struct {
+    uint8_t id[32];
+    uint8_t data_hash[32];
+    uint64_t seq;
+    uint64_t timestamp_ms;
+} node_share_receipt;
+typedef void (*node_share_submit_cb)(int status, const node_share_receipt *r, void *arg);
+int node_share_submit(node_share_svc_t *s, const uint8_t recipient[20], const char *amount,
+                      const uint8_t *data, size_t data_len, node_share_submit_cb cb, void *arg);
+
+/** Wire the overlay: call from net_host callbacks. */
+void node_share_on_peer_ready(node_share_svc_t *s, net_peer_t *p);
+void node_share_on_peer_closed(node_share_svc_t *s, net_peer_t *p);
+void node_share_on_message(node_share_svc_t *s, net_peer_t *p, const net_msg *m,
+                           const uint8_t *frame, size_t frame_len);
+
+/** A stored share, decrypted. Free with node_share_record_free. */
+typedef struct {
+    node_share_fields f;       /* data points into `body` */
+    dm_buf body;
+    dm_buf sig;
+    uint64_t received_ms;
+} node_share_record;
+/** DM_ENOTFOUND if absent; DM_ETAMPER if the sealed record fails its MAC. Any thread. */
+int node_share_read(node_share_svc_t *s, const uint8_t id[32], node_share_record *out);
+void node_share_record_free(node_share_record *r);
+/** Ids of `origin`'s shares with seq > after, ascending, at most `limit`. */
+int node_share_list(node_share_svc_t *s, const uint8_t origin[32], uint64_t after, size_t limit,
+                    uint8_t (*ids)[32], uint64_t *seqs, size_t *count);
+
+typedef struct {
+    uint8_t origin[32];
+    uint64_t hwm;              /* highest contiguous committed seq */
+    uint64_t max_seq;          /* highest committed seq (> hwm when there are gaps) */
+} node_share_origin_info;
+typedef struct {
+    uint64_t stored;           /* shares in the store */
+    uint64_t local_submitted, received, duplicates, invalid, verify_calls, relayed;
+    uint64_t synced_in, synced_out, conflicts;
+    size_t pending_local, pending_verify, pending_commit;
+} node_share_stats;
+void node_share_get_stats(const node_share_svc_t *s, node_share_stats *out);
+/** Per-origin marks; returns the count written (up to max). */
+size_t node_share_origins(const node_share_svc_t *s, node_share_origin_info *out, size_t max);
+
+#endif
