@@ -3,4 +3,6 @@
 /* Each tests/unit/node/test_*.c defines one group runner returning its failure count. */
 int test_node_config(void);
 int test_node_keys(void);
+int test_node_share(void);
+int test_node_audit(void);
 #endif
