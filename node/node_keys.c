@@ -22,7 +22,6 @@
 #define K_NODE_RSA "node/rsa"
 #define K_NODE_ETH "node/eth"
 #define SEALED_PREFIX "node/" /* every value under it in STORE_CF_KEYS is sealed */
-#define M_SCHEMA "schema"
 #define M_NODE_ID "node_id"
 #define M_SPKI "rsa_spki"
 #define M_ETH "eth_address"
@@ -427,8 +426,7 @@ int node_keys_create(node_keys_t **out, store_t *store, const char *password, si
         (rc = binding_message(&bind, km->node_id, km->eth_addr)) ||
         (rc = crypto_rsa_sign(km->rsa, bind.data, bind.len, &sig)) || (rc = doc_build(km, &doc)))
         goto out;
-    uint8_t schema[4], created[8];
-    dm_put_u32be(schema, 1);
+    uint8_t created[8];
     dm_put_u64be(created, now);
     if ((rc = store_batch_create(&b)))
         goto out;
@@ -436,7 +434,6 @@ int node_keys_create(node_keys_t **out, store_t *store, const char *password, si
     if ((rc = PUT(STORE_CF_KEYS, K_KEYSTORE, doc.data, doc.len)) ||
         (rc = PUT(STORE_CF_KEYS, K_NODE_RSA, sealed_rsa.data, sealed_rsa.len)) ||
         (rc = PUT(STORE_CF_KEYS, K_NODE_ETH, sealed_eth.data, sealed_eth.len)) ||
-        (rc = PUT(STORE_CF_META, M_SCHEMA, schema, 4)) ||
         (rc = PUT(STORE_CF_META, M_NODE_ID, km->node_id, 64)) ||
         (rc = PUT(STORE_CF_META, M_SPKI, spki.data, spki.len)) ||
         (rc = PUT(STORE_CF_META, M_ETH, km->eth_addr, 20)) ||

@@ -635,6 +635,38 @@ bool store_iter_next(store_iter_t *it, const uint8_t **key, size_t *klen, const 
     return true;
 }
 
+int store_get_last(store_t *s, store_cf cf, const void *prefix, size_t plen, dm_buf *key,
+                   dm_buf *val)
+{
+    store_iter_t *it = NULL;
+    int rc = store_iter_create(&it, s, cf, prefix, plen, NULL, 0);
+    if (rc)
+        return rc;
+    rc = DM_ENOTFOUND;
+    if (it->it) {
+        /* the iterator's upper bound makes seek_to_last land on the prefix's last key */
+        rocksdb_iter_seek_to_last(it->it);
+        it->started = true;
+        if (rocksdb_iter_valid(it->it)) {
+            size_t kl = 0, vl = 0;
+            const char *k = rocksdb_iter_key(it->it, &kl);
+            if (!plen || (kl >= plen && memcmp(k, prefix, plen) == 0)) {
+                const char *v = rocksdb_iter_value(it->it, &vl);
+                rc = key ? dm_buf_append(key, k, kl) : DM_OK;
+                if (!rc && val)
+                    rc = dm_buf_append(val, v, vl);
+            }
+        } else {
+            char *err = NULL;
+            rocksdb_iter_get_error(it->it, &err);
+            if (err)
+                rc = take_err(err);
+        }
+    }
+    store_iter_destroy(it);
+    return rc;
+}
+
 int store_iter_status(const store_iter_t *it)
 {
     return it ? it->status : DM_EINVAL;

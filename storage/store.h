@@ -86,6 +86,11 @@ int store_iter_create(store_iter_t **out, store_t *s, store_cf cf, const void *p
 bool store_iter_next(store_iter_t *it, const uint8_t **key, size_t *klen, const uint8_t **val,
                      size_t *vlen);
 int store_iter_status(const store_iter_t *it);
+/** The last entry (highest key) of `cf` starting with `prefix` (plen may be 0):
+ *  key and value appended to `key` / `val` (either may be NULL). DM_ENOTFOUND
+ *  if the range is empty. */
+int store_get_last(store_t *s, store_cf cf, const void *prefix, size_t plen, dm_buf *key,
+                   dm_buf *val);
 void store_iter_destroy(store_iter_t *it);
 
 #endif

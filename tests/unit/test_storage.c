@@ -6,6 +6,7 @@
 #include "dm_test.h"
 
 #include "dm_buf.h"
+#include "dm_enc.h"
 #include "dm_err.h"
 #include "store.h"
 #include "store_keys.h"
@@ -548,6 +549,34 @@ static void test_prefix_bounds(void **state)
     assert_string_equal(got, "fe|feff|ff|ffff|ffff00|ffffff|ffffffff01");
     collect(s, STORE_CF_PEERS, NULL, 0, "\xfe\xff\x00", 3, got, sizeof got);
     assert_string_equal(got, "ff|ffff|ffff00|ffffff|ffffffff01");
+
+    /* store_get_last: the highest key under a prefix */
+    static const struct {
+        const char *prefix;
+        size_t plen;
+        const char *want; /* hex, NULL: none */
+    } last[] = {
+        {"ab", 2, "6162ffff"}, {"a", 1, "6163"},          {"\xff", 1, "ffffffff01"},
+        {"\xfe", 1, "feff"},    {"zz", 2, NULL},           {NULL, 0, "ffffffff01"},
+        {"ab\x00", 3, "616200"}, {"aa", 2, "6161ff"},
+    };
+    for (size_t i = 0; i < sizeof last / sizeof last[0]; i++) {
+        dm_buf k = DM_BUF_INIT, v = DM_BUF_INIT;
+        int rc = store_get_last(s, STORE_CF_PEERS, last[i].prefix, last[i].plen, &k, &v);
+        if (!last[i].want) {
+            assert_int_equal(rc, DM_ENOTFOUND);
+        } else {
+            assert_int_equal(rc, DM_OK);
+            char hx[64];
+            dm_hex_encode(hx, k.data, k.len);
+            assert_string_equal(hx, last[i].want);
+            assert_int_equal(v.len, 1);
+            assert_int_equal(v.data[0], 'v');
+        }
+        dm_buf_free(&k);
+        dm_buf_free(&v);
+    }
+    assert_int_equal(store_get_last(s, STORE_CF_APIKEYS, NULL, 0, NULL, NULL), DM_ENOTFOUND);
 
     store_iter_t *it = NULL;
     assert_int_equal(store_iter_create(&it, s, STORE_CF__COUNT, NULL, 0, NULL, 0), DM_EINVAL);
