@@ -135,8 +135,8 @@ int node_audit_append(node_audit_t *a, store_batch_t *b, dm_log_level level, con
         goto out;
     if (anchor_event) {
         rc = DM_ENOMEM;
-        outbox = json_pack("{s:I, s:s, s:O}", "audit_seq", (json_int_t)seq, "entry_hash",
-                           hash_hex, "event", anchor_event);
+        outbox = json_pack("{s:I, s:s, s:O}", "audit_seq", (json_int_t)seq, "entry_hash", hash_hex,
+                           "event", anchor_event);
         if (!outbox || !(ob = json_dumps(outbox, JSON_COMPACT | JSON_SORT_KEYS)))
             goto out;
         if ((rc = store_batch_put(b, STORE_CF_OUTBOX, key, sizeof key, ob, strlen(ob))))

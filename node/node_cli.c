@@ -48,17 +48,24 @@ typedef struct {
 static int exit_code_for(int rc)
 {
     switch (rc) {
-    case DM_OK: return NODE_EXIT_OK;
-    case DM_ECONFIG: return NODE_EXIT_CONFIG;
+    case DM_OK:
+        return NODE_EXIT_OK;
+    case DM_ECONFIG:
+        return NODE_EXIT_CONFIG;
     case DM_ENOPASS:
     case DM_EBADPASS:
-    case DM_EPERM: return NODE_EXIT_PASSWORD;
+    case DM_EPERM:
+        return NODE_EXIT_PASSWORD;
     case DM_ETAMPER:
-    case DM_ECORRUPT: return NODE_EXIT_TAMPER;
-    case DM_EBUSY: return NODE_EXIT_BUSY;
+    case DM_ECORRUPT:
+        return NODE_EXIT_TAMPER;
+    case DM_EBUSY:
+        return NODE_EXIT_BUSY;
     case DM_ENOTINIT:
-    case DM_EEXIST: return NODE_EXIT_STATE;
-    default: return NODE_EXIT_FAILURE;
+    case DM_EEXIST:
+        return NODE_EXIT_STATE;
+    default:
+        return NODE_EXIT_FAILURE;
     }
 }
 
@@ -110,13 +117,16 @@ static int load_password(cli_ctx *c, dm_buf *pw)
 {
     int rc = node_keys_password_load(pw, c->cfg.keys_master_password_file);
     switch (rc) {
-    case DM_OK: break;
+    case DM_OK:
+        break;
     case DM_ENOPASS:
-        fprintf(stderr, "dmnode: master password not provided: set %s or keys.master_password_file\n",
+        fprintf(stderr,
+                "dmnode: master password not provided: set %s or keys.master_password_file\n",
                 NODE_KEYS_ENV);
         break;
     case DM_EPERM:
-        fprintf(stderr, "dmnode: %s: password file must not be accessible by group or others (chmod 600)\n",
+        fprintf(stderr,
+                "dmnode: %s: password file must not be accessible by group or others (chmod 600)\n",
                 c->cfg.keys_master_password_file);
         break;
     default:
@@ -137,15 +147,19 @@ static int unlock(cli_ctx *c, store_t *s, node_keys_t **km)
     rc = node_keys_unlock(km, s, (const char *)pw.data, pw.len);
     dm_buf_free_secure(&pw);
     switch (rc) {
-    case DM_OK: break;
+    case DM_OK:
+        break;
     case DM_EBADPASS:
-        dm_log(DM_LOG_WARNING, "security", "Failed key store unlock: wrong master password (datadir=%s)",
-               c->cfg.datadir);
-        fprintf(stderr, "dmnode: wrong master password: the key store was not unlocked and nothing was changed\n");
+        dm_log(DM_LOG_WARNING, "security",
+               "Failed key store unlock: wrong master password (datadir=%s)", c->cfg.datadir);
+        fprintf(stderr, "dmnode: wrong master password: the key store was not unlocked and nothing "
+                        "was changed\n");
         break;
     case DM_ETAMPER:
-        dm_log(DM_LOG_ERROR, "security", "Key store integrity failure (datadir=%s)", c->cfg.datadir);
-        fprintf(stderr, "dmnode: key store integrity check failed: a key or identity record was altered; refusing to use it\n");
+        dm_log(DM_LOG_ERROR, "security", "Key store integrity failure (datadir=%s)",
+               c->cfg.datadir);
+        fprintf(stderr, "dmnode: key store integrity check failed: a key or identity record was "
+                        "altered; refusing to use it\n");
         break;
     case DM_ENOTINIT:
         fprintf(stderr, "dmnode: %s holds no key store (run dmnode init)\n", c->cfg.datadir);
@@ -191,7 +205,8 @@ static int cmd_init(cli_ctx *c)
     }
     if (pw.len < NODE_KEYS_MIN_PASSWORD) {
         dm_buf_free_secure(&pw);
-        fprintf(stderr, "dmnode: master password too short: at least %d characters (32+ recommended)\n",
+        fprintf(stderr,
+                "dmnode: master password too short: at least %d characters (32+ recommended)\n",
                 NODE_KEYS_MIN_PASSWORD);
         return DM_EPERM;
     }
@@ -261,10 +276,12 @@ static int cmd_keys_list(cli_ctx *c)
         goto out;
     }
     if (c->json)
-        printf("{\"kdf\":\"pbkdf2-hmac-sha256\",\"iterations\":%u,\"current_version\":%u,\"versions\":[",
+        printf("{\"kdf\":\"pbkdf2-hmac-sha256\",\"iterations\":%u,\"current_version\":%u,"
+               "\"versions\":[",
                node_keys_iterations(km), node_keys_current_version(km));
     else
-        printf("KDF pbkdf2-hmac-sha256, %u iterations\nVERSION  CREATED               CURRENT  RECORDS\n",
+        printf("KDF pbkdf2-hmac-sha256, %u iterations\nVERSION  CREATED               CURRENT  "
+               "RECORDS\n",
                node_keys_iterations(km));
     for (size_t i = 0; i < n; i++) {
         char ts[32];
@@ -301,7 +318,8 @@ static int cmd_keys_rotate(cli_ctx *c)
     else if (c->json)
         printf("{\"current_version\":%u}\n", v);
     else
-        printf("rotated: data key version %u is now current (older versions stay readable; run 'dmnode keys reencrypt' to move data forward)\n",
+        printf("rotated: data key version %u is now current (older versions stay readable; run "
+               "'dmnode keys reencrypt' to move data forward)\n",
                v);
 out:
     node_keys_close(km);
@@ -355,10 +373,11 @@ static int cmd_run(cli_ctx *c)
     crypto_eth_address_format(eth, addr);
     dm_log(DM_LOG_INFO, "node", "started: node_id=%s eth_address=%s network=%s datadir=%s pid=%ld",
            node_keys_node_id(km), addr, c->cfg.network_id, c->cfg.datadir, (long)getpid());
-    printf("{\"status\":\"running\",\"node_id\":\"%s\",\"eth_address\":\"%s\",\"network_id\":\"%s\","
-           "\"data_key_version\":%u,\"storage_sync\":%s,\"pid\":%ld}\n",
-           node_keys_node_id(km), addr, c->cfg.network_id, node_keys_current_version(km),
-           c->cfg.storage_sync ? "true" : "false", (long)getpid());
+    printf(
+        "{\"status\":\"running\",\"node_id\":\"%s\",\"eth_address\":\"%s\",\"network_id\":\"%s\","
+        "\"data_key_version\":%u,\"storage_sync\":%s,\"pid\":%ld}\n",
+        node_keys_node_id(km), addr, c->cfg.network_id, node_keys_current_version(km),
+        c->cfg.storage_sync ? "true" : "false", (long)getpid());
     fflush(stdout);
     int sig = 0;
     while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
@@ -468,7 +487,8 @@ static const cli_command *find_command(const char *const *words, int n, int *use
 static int cmd_help(cli_ctx *c)
 {
     int used;
-    const cli_command *cmd = c->nwords > 1 ? find_command(c->words + 1, c->nwords - 1, &used) : NULL;
+    const cli_command *cmd =
+        c->nwords > 1 ? find_command(c->words + 1, c->nwords - 1, &used) : NULL;
     if (cmd)
         fputs(cmd->help, stdout);
     else

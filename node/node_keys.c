@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,8 @@ typedef struct {
 
 struct node_keys {
     store_t *store; /* borrowed */
+    /* seal/open/list read the key set from any thread; rotate replaces it */
+    pthread_rwlock_t lock;
     uint8_t salt[SALT_LEN];
     uint32_t iterations;
     uint8_t kek_raw[32];
@@ -133,9 +136,22 @@ static int seal_with(const crypto_fernet_key *k, uint32_t version, const void *p
     return rc;
 }
 
+static void rdlock(const node_keys_t *km)
+{
+    pthread_rwlock_rdlock((pthread_rwlock_t *)&km->lock);
+}
+
+static void unlock_keys(const node_keys_t *km)
+{
+    pthread_rwlock_unlock((pthread_rwlock_t *)&km->lock);
+}
+
 int node_keys_seal(const node_keys_t *km, const void *pt, size_t n, dm_buf *out)
 {
-    return seal_with(&km->keys[km->nkeys - 1].key, km->nkeys, pt, n, out);
+    rdlock(km);
+    int rc = seal_with(&km->keys[km->nkeys - 1].key, km->nkeys, pt, n, out);
+    unlock_keys(km);
+    return rc;
 }
 
 int node_keys_open(const node_keys_t *km, const void *sealed, size_t n, dm_buf *out)
@@ -144,12 +160,16 @@ int node_keys_open(const node_keys_t *km, const void *sealed, size_t n, dm_buf *
     int rc = node_keys_sealed_version(sealed, n, &version);
     if (rc)
         return rc;
+    rdlock(km);
     const data_key *dk = key_for(km, version);
-    if (!dk)
+    if (!dk) {
+        unlock_keys(km);
         return DM_ECORRUPT;
+    }
     /* A sealed record never expires and may come from a node whose clock ran
      * ahead: only its MAC matters, so neither the TTL nor the skew check applies. */
     rc = crypto_fernet_decrypt(out, &dk->key, (const char *)sealed + 8, n - 8, 0, NO_CLOCK);
+    unlock_keys(km);
     return rc == DM_EBADTOKEN ? DM_ETAMPER : rc;
 }
 
@@ -157,8 +177,8 @@ int node_keys_open(const node_keys_t *km, const void *sealed, size_t n, dm_buf *
 
 static int derive_kek(node_keys_t *km, const char *pw, size_t pwlen)
 {
-    int rc = crypto_pbkdf2_sha256(km->kek_raw, sizeof km->kek_raw, pw, pwlen, km->salt,
-                                  SALT_LEN, km->iterations);
+    int rc = crypto_pbkdf2_sha256(km->kek_raw, sizeof km->kek_raw, pw, pwlen, km->salt, SALT_LEN,
+                                  km->iterations);
     if (rc)
         return rc;
     crypto_fernet_key_from_bytes(&km->kek, km->kek_raw);
@@ -215,8 +235,9 @@ out:
     return rc;
 }
 
-/* Build the document from the in-memory state; the caller writes it. */
-static int doc_build(const node_keys_t *km, dm_buf *out)
+/* Build the document for the key set `keys[0..nkeys)` (the installed one, or one
+ * about to be installed); the caller writes it. */
+static int doc_build(const node_keys_t *km, const data_key *keys, uint32_t nkeys, dm_buf *out)
 {
     int rc = DM_ENOMEM;
     dm_buf tok = DM_BUF_INIT;
@@ -226,18 +247,18 @@ static int doc_build(const node_keys_t *km, dm_buf *out)
     if (json_object_set_new(doc, "format", json_integer(1)) ||
         json_object_set_new(doc, "kdf", json_string("pbkdf2-hmac-sha256")) ||
         json_object_set_new(doc, "iterations", json_integer(km->iterations)) ||
-        json_object_set_new(doc, "current_version", json_integer(km->nkeys)))
+        json_object_set_new(doc, "current_version", json_integer(nkeys)))
         goto out;
     if ((rc = b64_field(doc, "salt", km->salt, SALT_LEN)) ||
         (rc = b64_field(doc, "check", km->check, 32)))
         goto out;
     rc = DM_ENOMEM;
-    for (uint32_t v = 1; v <= km->nkeys; v++) {
+    for (uint32_t v = 1; v <= nkeys; v++) {
         char name[16];
         snprintf(name, sizeof name, "%u", v);
         uint8_t raw[32];
-        memcpy(raw, km->keys[v - 1].key.signing, 16);
-        memcpy(raw + 16, km->keys[v - 1].key.encryption, 16);
+        memcpy(raw, keys[v - 1].key.signing, 16);
+        memcpy(raw + 16, keys[v - 1].key.encryption, 16);
         dm_buf_reset(&tok);
         int erc = crypto_fernet_encrypt(&tok, &km->kek, raw, sizeof raw);
         crypto_memzero(raw, sizeof raw);
@@ -246,7 +267,7 @@ static int doc_build(const node_keys_t *km, dm_buf *out)
             goto out;
         }
         if (json_object_set_new(keys, name, json_stringn((const char *)tok.data, tok.len)) ||
-            json_object_set_new(created, name, json_integer((json_int_t)km->keys[v - 1].created)))
+            json_object_set_new(created, name, json_integer((json_int_t)keys[v - 1].created)))
             goto out;
     }
     if (json_object_set(doc, "keys", keys) || json_object_set(doc, "created", created))
@@ -372,6 +393,7 @@ void node_keys_close(node_keys_t *km)
 {
     if (!km)
         return;
+    pthread_rwlock_destroy(&km->lock);
     if (km->keys)
         crypto_memzero(km->keys, km->nkeys * sizeof *km->keys);
     free(km->keys);
@@ -397,8 +419,9 @@ int node_keys_create(node_keys_t **out, store_t *store, const char *password, si
     node_keys_t *km = calloc(1, sizeof *km);
     if (!km)
         return DM_ENOMEM;
-    dm_buf doc = DM_BUF_INIT, der = DM_BUF_INIT, sealed_rsa = DM_BUF_INIT,
-           sealed_eth = DM_BUF_INIT, spki = DM_BUF_INIT, bind = DM_BUF_INIT, sig = DM_BUF_INIT;
+    pthread_rwlock_init(&km->lock, NULL);
+    dm_buf doc = DM_BUF_INIT, der = DM_BUF_INIT, sealed_rsa = DM_BUF_INIT, sealed_eth = DM_BUF_INIT,
+           spki = DM_BUF_INIT, bind = DM_BUF_INIT, sig = DM_BUF_INIT;
     store_batch_t *b = NULL;
     km->store = store;
     km->iterations = iterations;
@@ -424,7 +447,8 @@ int node_keys_create(node_keys_t **out, store_t *store, const char *password, si
         (rc = node_keys_seal(km, km->eth.priv, 32, &sealed_eth)) ||
         (rc = crypto_rsa_spki(km->rsa, &spki)) ||
         (rc = binding_message(&bind, km->node_id, km->eth_addr)) ||
-        (rc = crypto_rsa_sign(km->rsa, bind.data, bind.len, &sig)) || (rc = doc_build(km, &doc)))
+        (rc = crypto_rsa_sign(km->rsa, bind.data, bind.len, &sig)) ||
+        (rc = doc_build(km, km->keys, km->nkeys, &doc)))
         goto out;
     uint8_t created[8];
     dm_put_u64be(created, now);
@@ -443,8 +467,9 @@ int node_keys_create(node_keys_t **out, store_t *store, const char *password, si
 #undef PUT
     if ((rc = store_write(store, b)))
         goto out;
-    dm_log(DM_LOG_INFO, "security", "key store created: node_id=%s data_key_version=1 kdf_iterations=%u",
-           km->node_id, iterations);
+    dm_log(DM_LOG_INFO, "security",
+           "key store created: node_id=%s data_key_version=1 kdf_iterations=%u", km->node_id,
+           iterations);
     *out = km;
     km = NULL;
 out:
@@ -475,6 +500,7 @@ int node_keys_unlock(node_keys_t **out, store_t *store, const char *password, si
     node_keys_t *km = calloc(1, sizeof *km);
     if (!km)
         return DM_ENOMEM;
+    pthread_rwlock_init(&km->lock, NULL);
     km->store = store;
     int rc = store_get(store, STORE_CF_KEYS, K_KEYSTORE, strlen(K_KEYSTORE), &doc);
     if (rc) {
@@ -508,7 +534,8 @@ int node_keys_unlock(node_keys_t **out, store_t *store, const char *password, si
         goto out;
     }
     /* public identity records must match the private keys */
-    if ((rc = crypto_rsa_node_id(km->rsa, km->node_id)) || (rc = crypto_rsa_spki(km->rsa, &spki_now)))
+    if ((rc = crypto_rsa_node_id(km->rsa, km->node_id)) ||
+        (rc = crypto_rsa_spki(km->rsa, &spki_now)))
         goto out;
     if ((rc = meta_get(store, M_SPKI, &spki)) || (rc = meta_get(store, M_NODE_ID, &id)) ||
         (rc = meta_get(store, M_ETH, &addr)) || (rc = meta_get(store, M_BINDING, &sig)))
@@ -567,7 +594,10 @@ void node_keys_eth_address(const node_keys_t *km, uint8_t addr[20])
 
 uint32_t node_keys_current_version(const node_keys_t *km)
 {
-    return km->nkeys;
+    rdlock(km);
+    uint32_t n = km->nkeys;
+    unlock_keys(km);
+    return n;
 }
 
 uint32_t node_keys_iterations(const node_keys_t *km)
@@ -604,57 +634,60 @@ int node_keys_identity(store_t *store, char node_id[65], uint8_t eth[20])
 
 int node_keys_rotate(node_keys_t *km, uint32_t *new_version)
 {
-    if (km->nkeys >= MAX_VERSIONS)
+    /* Writers are serialised by the caller (CLI, or the daemon's loop thread);
+     * readers on other threads only ever see a key set that is already on disk. */
+    uint32_t n = km->nkeys;
+    if (n >= MAX_VERSIONS)
         return DM_ERANGE;
-    data_key *grown = calloc(km->nkeys + 1, sizeof *grown);
+    data_key *grown = calloc(n + 1, sizeof *grown);
     if (!grown)
         return DM_ENOMEM;
-    memcpy(grown, km->keys, km->nkeys * sizeof *grown);
-    int rc = crypto_fernet_key_generate(&grown[km->nkeys].key);
-    if (rc) {
-        crypto_memzero(grown, (km->nkeys + 1) * sizeof *grown);
-        free(grown);
-        return rc;
-    }
-    grown[km->nkeys].created = (uint64_t)time(NULL);
-    data_key *old = km->keys;
-    uint32_t oldn = km->nkeys;
-    km->keys = grown;
-    km->nkeys++;
+    rdlock(km);
+    memcpy(grown, km->keys, n * sizeof *grown);
+    unlock_keys(km);
     dm_buf doc = DM_BUF_INIT;
-    rc = doc_build(km, &doc);
+    int rc = crypto_fernet_key_generate(&grown[n].key);
+    grown[n].created = (uint64_t)time(NULL);
+    if (!rc)
+        rc = doc_build(km, grown, n + 1, &doc);
+    /* persist before installing: nothing may be sealed under a version the store lacks */
     if (!rc)
         rc = store_put(km->store, STORE_CF_KEYS, K_KEYSTORE, strlen(K_KEYSTORE), doc.data, doc.len);
     dm_buf_free(&doc);
     if (rc) {
-        /* not committed: keep the previous key set */
-        crypto_memzero(grown, km->nkeys * sizeof *grown);
+        crypto_memzero(grown, (n + 1) * sizeof *grown);
         free(grown);
-        km->keys = old;
-        km->nkeys = oldn;
         return rc;
     }
-    crypto_memzero(old, oldn * sizeof *old);
+    pthread_rwlock_wrlock(&km->lock);
+    data_key *old = km->keys;
+    km->keys = grown;
+    km->nkeys = n + 1;
+    pthread_rwlock_unlock(&km->lock);
+    crypto_memzero(old, n * sizeof *old);
     free(old);
-    *new_version = km->nkeys;
+    *new_version = n + 1;
     dm_log(DM_LOG_INFO, "security", "data key rotated: node_id=%s new_version=%u", km->node_id,
-           km->nkeys);
+           n + 1);
     return DM_OK;
 }
 
 int node_keys_list(const node_keys_t *km, node_keys_version_info **out, size_t *n)
 {
-    node_keys_version_info *v = calloc(km->nkeys, sizeof *v);
-    if (!v)
-        return DM_ENOMEM;
-    for (uint32_t i = 0; i < km->nkeys; i++) {
+    rdlock(km);
+    uint32_t nk = km->nkeys;
+    node_keys_version_info *v = calloc(nk, sizeof *v);
+    for (uint32_t i = 0; v && i < nk; i++) {
         v[i].version = i + 1;
         v[i].created = km->keys[i].created;
-        v[i].current = i + 1 == km->nkeys;
+        v[i].current = i + 1 == nk;
     }
+    unlock_keys(km);
+    if (!v)
+        return DM_ENOMEM;
     store_iter_t *it = NULL;
-    int rc = store_iter_create(&it, km->store, STORE_CF_KEYS, SEALED_PREFIX,
-                               strlen(SEALED_PREFIX), NULL, 0);
+    int rc = store_iter_create(&it, km->store, STORE_CF_KEYS, SEALED_PREFIX, strlen(SEALED_PREFIX),
+                               NULL, 0);
     if (rc) {
         free(v);
         return rc;
@@ -663,7 +696,7 @@ int node_keys_list(const node_keys_t *km, node_keys_version_info **out, size_t *
     size_t kl, vl;
     while (store_iter_next(it, &k, &kl, &val, &vl)) {
         uint32_t ver;
-        if (node_keys_sealed_version(val, vl, &ver) == DM_OK && ver >= 1 && ver <= km->nkeys)
+        if (node_keys_sealed_version(val, vl, &ver) == DM_OK && ver >= 1 && ver <= nk)
             v[ver - 1].records++;
     }
     rc = store_iter_status(it);
@@ -673,7 +706,7 @@ int node_keys_list(const node_keys_t *km, node_keys_version_info **out, size_t *
         return rc;
     }
     *out = v;
-    *n = km->nkeys;
+    *n = nk;
     return DM_OK;
 }
 
@@ -686,8 +719,8 @@ int node_keys_reencrypt(node_keys_t *km, uint64_t *moved)
     int rc = store_batch_create(&b);
     if (rc)
         return rc;
-    if ((rc = store_iter_create(&it, km->store, STORE_CF_KEYS, SEALED_PREFIX,
-                                strlen(SEALED_PREFIX), NULL, 0)))
+    if ((rc = store_iter_create(&it, km->store, STORE_CF_KEYS, SEALED_PREFIX, strlen(SEALED_PREFIX),
+                                NULL, 0)))
         goto out;
     const uint8_t *k, *val;
     size_t kl, vl;
@@ -696,11 +729,12 @@ int node_keys_reencrypt(node_keys_t *km, uint64_t *moved)
         uint32_t ver;
         if ((rc = node_keys_sealed_version(val, vl, &ver)))
             goto out;
-        if (ver == km->nkeys)
+        if (ver == node_keys_current_version(km))
             continue;
         dm_buf_reset(&pt);
         dm_buf_reset(&sealed);
-        if ((rc = node_keys_open(km, val, vl, &pt)) || (rc = node_keys_seal(km, pt.data, pt.len, &sealed)) ||
+        if ((rc = node_keys_open(km, val, vl, &pt)) ||
+            (rc = node_keys_seal(km, pt.data, pt.len, &sealed)) ||
             (rc = store_batch_put(b, STORE_CF_KEYS, k, kl, sealed.data, sealed.len)))
             goto out;
         crypto_memzero(pt.data, pt.len);
@@ -720,7 +754,7 @@ int node_keys_reencrypt(node_keys_t *km, uint64_t *moved)
         *moved += pending;
     }
     dm_log(DM_LOG_INFO, "security", "re-encrypted %llu records under data key version %u",
-           (unsigned long long)*moved, km->nkeys);
+           (unsigned long long)*moved, node_keys_current_version(km));
 out:
     store_iter_destroy(it);
     store_batch_destroy(b);

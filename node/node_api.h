@@ -1,0 +1,52 @@
+#ifndef DM_NODE_API_H
+#define DM_NODE_API_H
+
+#include "dm_buf.h"
+#include "net_host.h"
+#include "net_http.h"
+#include "node_audit.h"
+#include "node_config.h"
+#include "node_keys.h"
+#include "node_share.h"
+#include "store.h"
+
+#include <uv.h>
+
+/*
+ * The internal API (DESIGN.md 12) on api.internal.listen (loopback only),
+ * served by net_http. Every request needs `Authorization: Bearer <admin token>`,
+ * compared in constant time. JSON only; errors are
+ * {"error":{"code":"<stable code>","message":"…"}}. Routes (README "API"):
+ *   POST /v1/shares            {"recipient","amount","data"(base64)} -> 201
+ *   GET  /v1/shares/{id}       the share, data in base64
+ *   GET  /v1/shares?origin=&after=&limit=
+ *   GET  /v1/peers, GET /v1/status
+ *   GET  /v1/keys, POST /v1/keys/rotate, POST /v1/keys/reencrypt
+ * Loop thread only.
+ */
+typedef struct node_api node_api_t;
+
+typedef struct {
+    uv_loop_t *loop;
+    const node_config *cfg;
+    store_t *store;
+    node_keys_t *keys;
+    node_share_svc_t *shares;
+    net_host_t *host;
+    node_audit_t *audit;
+    const char *admin_token;  /* borrowed; the daemon wipes it at exit */
+    uint64_t started_ms;      /* Unix ms */
+} node_api_ctx;
+
+int node_api_start(node_api_t **out, const node_api_ctx *ctx);
+uint16_t node_api_port(const node_api_t *a);
+void node_api_close(node_api_t *a, void (*cb)(void *arg), void *arg);
+
+/** Path of the admin token file: api.internal.token_file, or <datadir>/admin.token. */
+void node_api_token_path(const node_config *cfg, char *out, size_t n);
+/** Create a new random token file (0600) unless it exists. */
+int node_api_token_create(const char *path);
+/** Read the token (must not be group/other accessible). Secret: dm_buf_free_secure. */
+int node_api_token_load(const char *path, dm_buf *out);
+
+#endif
