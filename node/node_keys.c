@@ -241,8 +241,8 @@ static int doc_build(const node_keys_t *km, const data_key *keys, uint32_t nkeys
 {
     int rc = DM_ENOMEM;
     dm_buf tok = DM_BUF_INIT;
-    json_t *doc = json_object(), *keys = json_object(), *created = json_object();
-    if (!doc || !keys || !created)
+    json_t *doc = json_object(), *jkeys = json_object(), *created = json_object();
+    if (!doc || !jkeys || !created)
         goto out;
     if (json_object_set_new(doc, "format", json_integer(1)) ||
         json_object_set_new(doc, "kdf", json_string("pbkdf2-hmac-sha256")) ||
@@ -266,11 +266,11 @@ static int doc_build(const node_keys_t *km, const data_key *keys, uint32_t nkeys
             rc = erc;
             goto out;
         }
-        if (json_object_set_new(keys, name, json_stringn((const char *)tok.data, tok.len)) ||
+        if (json_object_set_new(jkeys, name, json_stringn((const char *)tok.data, tok.len)) ||
             json_object_set_new(created, name, json_integer((json_int_t)keys[v - 1].created)))
             goto out;
     }
-    if (json_object_set(doc, "keys", keys) || json_object_set(doc, "created", created))
+    if (json_object_set(doc, "keys", jkeys) || json_object_set(doc, "created", created))
         goto out;
     uint8_t mac[32];
     if ((rc = doc_mac(km, doc, mac)) || (rc = b64_field(doc, "mac", mac, 32)))
@@ -284,7 +284,7 @@ static int doc_build(const node_keys_t *km, const data_key *keys, uint32_t nkeys
     free(text);
 out:
     dm_buf_free(&tok);
-    json_decref(keys);
+    json_decref(jkeys);
     json_decref(created);
     json_decref(doc);
     return rc;
