@@ -7,13 +7,19 @@
 
 #include "crypto_eth.h"
 #include "crypto_mem.h"
+#include "dm_enc.h"
 #include "dm_err.h"
 #include "dm_log.h"
+#include "node_api.h"
 #include "node_config.h"
+#include "node_daemon.h"
 #include "node_keys.h"
 #include "store.h"
 
+#include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
+#include <jansson.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -27,6 +33,12 @@
 extern char **environ;
 
 #define MAX_WORDS 8
+#define MAX_OPTS 8
+
+typedef struct {
+    char name[32];
+    const char *value;
+} cli_opt;
 
 typedef struct {
     node_config cfg;
@@ -34,6 +46,10 @@ typedef struct {
     bool help;
     const char *words[MAX_WORDS]; /* command words and positional arguments */
     int nwords;
+    cli_opt opts[MAX_OPTS]; /* command-specific --name value options */
+    int nopts;
+    int nargs; /* positional arguments after the command words */
+    const char *const *args;
 } cli_ctx;
 
 typedef struct {
@@ -41,7 +57,19 @@ typedef struct {
     int (*run)(cli_ctx *c);
     const char *summary;
     const char *help;
+    const char *options; /* space-separated command options it accepts, "" if none */
+    int nargs;           /* positional arguments it takes */
 } cli_command;
+
+static int api_simple(cli_ctx *c, const char *method, const char *path, const char *body);
+
+static const char *opt(const cli_ctx *c, const char *name)
+{
+    for (int i = 0; i < c->nopts; i++)
+        if (strcmp(c->opts[i].name, name) == 0)
+            return c->opts[i].value;
+    return NULL;
+}
 
 /* ---------- error reporting ---------- */
 
@@ -303,13 +331,30 @@ out:
     return rc;
 }
 
+/* Open for writing; when a daemon holds the directory, say so quietly and let the
+ * caller go through its internal API instead (*via_api). */
+static int open_store_or_api(cli_ctx *c, store_t **s, bool *via_api)
+{
+    char path[PATH_MAX];
+    db_path(c, path);
+    store_opts o = {.create = false, .read_only = false, .sync = c->cfg.storage_sync};
+    int rc = store_open(s, path, &o);
+    *via_api = rc == DM_EBUSY;
+    if (rc == DM_EBUSY || rc == DM_OK)
+        return DM_OK;
+    return open_store(c, s, false); /* reports the error */
+}
+
 static int cmd_keys_rotate(cli_ctx *c)
 {
     int rc = require_datadir(c);
     store_t *s = NULL;
     node_keys_t *km = NULL;
-    if (rc || (rc = open_store(c, &s, false)))
+    bool via_api;
+    if (rc || (rc = open_store_or_api(c, &s, &via_api)))
         return rc;
+    if (via_api)
+        return api_simple(c, "POST", "/v1/keys/rotate", "{}");
     if ((rc = unlock(c, s, &km)))
         goto out;
     uint32_t v;
@@ -332,8 +377,11 @@ static int cmd_keys_reencrypt(cli_ctx *c)
     int rc = require_datadir(c);
     store_t *s = NULL;
     node_keys_t *km = NULL;
-    if (rc || (rc = open_store(c, &s, false)))
+    bool via_api;
+    if (rc || (rc = open_store_or_api(c, &s, &via_api)))
         return rc;
+    if (via_api)
+        return api_simple(c, "POST", "/v1/keys/reencrypt", "{}");
     if ((rc = unlock(c, s, &km)))
         goto out;
     uint64_t moved;
@@ -358,32 +406,11 @@ static int cmd_run(cli_ctx *c)
     node_keys_t *km = NULL;
     if (rc || (rc = open_store(c, &s, false)))
         return rc;
-    if ((rc = unlock(c, s, &km)))
-        goto out;
-    /* Block the termination signals before announcing, so none is lost. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    uint8_t eth[20];
-    char addr[43];
-    node_keys_eth_address(km, eth);
-    crypto_eth_address_format(eth, addr);
-    dm_log(DM_LOG_INFO, "node", "started: node_id=%s eth_address=%s network=%s datadir=%s pid=%ld",
-           node_keys_node_id(km), addr, c->cfg.network_id, c->cfg.datadir, (long)getpid());
-    printf(
-        "{\"status\":\"running\",\"node_id\":\"%s\",\"eth_address\":\"%s\",\"network_id\":\"%s\","
-        "\"data_key_version\":%u,\"storage_sync\":%s,\"pid\":%ld}\n",
-        node_keys_node_id(km), addr, c->cfg.network_id, node_keys_current_version(km),
-        c->cfg.storage_sync ? "true" : "false", (long)getpid());
-    fflush(stdout);
-    int sig = 0;
-    while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
-        dm_log(DM_LOG_INFO, "node", "status: node_id=%s running", node_keys_node_id(km));
-    dm_log(DM_LOG_INFO, "node", "stopping on signal %d", sig);
-out:
+    if ((rc = unlock(c, s, &km)) == DM_OK) {
+        rc = node_daemon_run(&c->cfg, s, km, stdout);
+        if (rc)
+            fail(rc, "running the node");
+    }
     node_keys_close(km);
     store_close(s);
     return rc;
@@ -406,6 +433,213 @@ static int cmd_version(cli_ctx *c)
     return DM_OK;
 }
 
+/* ---------- talking to a running daemon (internal API) ---------- */
+
+static size_t curl_sink(char *p, size_t sz, size_t n, void *arg)
+{
+    dm_buf *b = arg;
+    if (b->len + sz * n > ((size_t)64 << 20))
+        return 0; /* a reply this large is not from our API */
+    return dm_buf_append(b, p, sz * n) == DM_OK ? sz * n : 0;
+}
+
+/*
+ * One request to the internal API of the daemon on this data directory. The
+ * reply body is appended to `reply`, the HTTP status to *status. DM_ECONN if
+ * the daemon is not reachable. Only loopback addresses are ever contacted:
+ * api.internal.listen is validated as loopback by the configuration.
+ */
+static int api_call(cli_ctx *c, const char *method, const char *path, const char *body,
+                    dm_buf *reply, long *status)
+{
+    char token_path[PATH_MAX];
+    node_api_token_path(&c->cfg, token_path, sizeof token_path);
+    dm_buf token = DM_BUF_INIT, auth = DM_BUF_INIT;
+    int rc = node_api_token_load(token_path, &token);
+    if (rc) {
+        fprintf(stderr, "dmnode: cannot read the admin token %s: %s\n", token_path,
+                dm_strerror(rc));
+        dm_buf_free_secure(&token);
+        return rc == DM_EPERM ? DM_EPERM : DM_ECONFIG;
+    }
+    const node_hostport *hp = &c->cfg.api_internal_listen;
+    const char *host = hp->host;
+    if (strcmp(host, "0.0.0.0") == 0)
+        host = "127.0.0.1";
+    else if (strcmp(host, "::") == 0)
+        host = "::1";
+    char url[512];
+    snprintf(url, sizeof url, strchr(host, ':') ? "http://[%s]:%u%s" : "http://%s:%u%s", host,
+             hp->port, path);
+    dm_buf_printf(&auth, "Authorization: Bearer %s", dm_buf_cstr(&token));
+    dm_buf_free_secure(&token);
+    CURL *h = curl_easy_init();
+    struct curl_slist *hdrs = NULL;
+    hdrs = curl_slist_append(hdrs, dm_buf_cstr(&auth));
+    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    dm_buf_free_secure(&auth);
+    if (!h || !hdrs) {
+        rc = DM_ENOMEM;
+        goto out;
+    }
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 600000L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, curl_sink);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, reply);
+    if (body) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+    }
+    CURLcode cc = curl_easy_perform(h);
+    if (cc != CURLE_OK) {
+        fprintf(stderr, "dmnode: the daemon's internal API at %s is not reachable: %s\n", url,
+                curl_easy_strerror(cc));
+        rc = DM_ECONN;
+        goto out;
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+out:
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(h);
+    return rc;
+}
+
+/* Print a reply (indented JSON) and map an error reply to an error code. */
+static int api_print(const dm_buf *reply, long status)
+{
+    json_t *j = json_loadb((const char *)reply->data, reply->len, 0, NULL);
+    if (status >= 200 && status < 300) {
+        char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        if (text)
+            printf("%s\n", text);
+        free(text);
+        json_decref(j);
+        return text ? DM_OK : DM_EPARSE;
+    }
+    json_t *e = json_object_get(j, "error");
+    const char *code = json_string_value(json_object_get(e, "code"));
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    fprintf(stderr, "dmnode: the daemon answered %ld %s: %s\n", status, code ? code : "?",
+            msg ? msg : "(no message)");
+    json_decref(j);
+    switch (status) {
+    case 400:
+    case 404:
+    case 413:
+        return DM_EINVAL;
+    case 401:
+        return DM_EAUTH;
+    case 503:
+        return DM_ELIMIT;
+    default:
+        return DM_EIO;
+    }
+}
+
+static int api_simple(cli_ctx *c, const char *method, const char *path, const char *body)
+{
+    int rc = require_datadir(c);
+    if (rc)
+        return rc;
+    dm_buf reply = DM_BUF_INIT;
+    long status = 0;
+    rc = api_call(c, method, path, body, &reply, &status);
+    if (!rc)
+        rc = api_print(&reply, status);
+    dm_buf_free(&reply);
+    return rc;
+}
+
+static int read_data(cli_ctx *c, dm_buf *out)
+{
+    const char *file = opt(c, "data-file"), *inline_data = opt(c, "data");
+    if (!!file == !!inline_data) {
+        fprintf(stderr,
+                "dmnode: give exactly one of --data-file FILE or --data - (stdin) / --data TEXT\n");
+        return DM_EINVAL;
+    }
+    FILE *f = NULL;
+    if (inline_data && strcmp(inline_data, "-") != 0)
+        return dm_buf_puts(out, inline_data);
+    f = file ? fopen(file, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "dmnode: cannot open %s: %s\n", file, strerror(errno));
+        return DM_EIO;
+    }
+    char buf[65536];
+    size_t n;
+    int rc = DM_OK;
+    while (!rc && (n = fread(buf, 1, sizeof buf, f)) > 0) {
+        if (out->len + n > NET_SHARE_DATA_MAX) {
+            fprintf(stderr, "dmnode: data exceeds 1 MiB\n");
+            rc = DM_ETOOBIG;
+            break;
+        }
+        rc = dm_buf_append(out, buf, n);
+    }
+    if (!rc && ferror(f))
+        rc = DM_EIO;
+    if (f != stdin)
+        fclose(f);
+    return rc;
+}
+
+static int cmd_share_submit(cli_ctx *c)
+{
+    const char *recipient = opt(c, "recipient"), *amount = opt(c, "amount");
+    if (!recipient || !amount) {
+        fprintf(stderr, "dmnode: --recipient and --amount are required\n");
+        return DM_EINVAL;
+    }
+    dm_buf data = DM_BUF_INIT, b64 = DM_BUF_INIT;
+    int rc = read_data(c, &data);
+    if (!rc)
+        rc = dm_b64_encode(&b64, data.data, data.len, DM_B64_STD);
+    char *body = NULL;
+    if (!rc) {
+        json_t *j = json_pack("{s:s, s:s, s:s%}", "recipient", recipient, "amount", amount, "data",
+                              b64.len ? (const char *)b64.data : "", b64.len);
+        body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        rc = body ? api_simple(c, "POST", "/v1/shares", body) : DM_EINVAL;
+    }
+    free(body);
+    dm_buf_free(&data);
+    dm_buf_free(&b64);
+    return rc;
+}
+
+static int cmd_share_get(cli_ctx *c)
+{
+    const char *id = c->args[0];
+    size_t n = strlen(id);
+    for (size_t i = 0; i < n; i++)
+        if (!isxdigit((unsigned char)id[i]))
+            n = 0;
+    if (n != 64) {
+        fprintf(stderr, "dmnode: a share id is 64 hex characters\n");
+        return DM_EINVAL;
+    }
+    char path[128];
+    snprintf(path, sizeof path, "/v1/shares/%s", id);
+    return api_simple(c, "GET", path, NULL);
+}
+
+static int cmd_peers(cli_ctx *c)
+{
+    return api_simple(c, "GET", "/v1/peers", NULL);
+}
+
+static int cmd_status(cli_ctx *c)
+{
+    return api_simple(c, "GET", "/v1/status", NULL);
+}
+
 static int cmd_help(cli_ctx *c);
 
 static const cli_command COMMANDS[] = {
@@ -418,8 +652,10 @@ static const cli_command COMMANDS[] = {
     {"run", cmd_run, "run the node daemon in the foreground until SIGINT/SIGTERM",
      "usage: dmnode run --datadir DIR\n\n"
      "Opens the database (a second instance on the same directory is refused), unlocks the\n"
-     "key store, prints one JSON status line and runs until SIGINT or SIGTERM (SIGHUP logs\n"
-     "the status again). The P2P overlay and APIs are added by later releases.\n"},
+     "key store, starts the P2P overlay (p2p.listen, p2p.bootstrap) and the internal API\n"
+     "(api.internal.listen; admin token in api.internal.token_file or DIR/admin.token,\n"
+     "created on first run), prints one JSON status line and runs until SIGINT or SIGTERM,\n"
+     "then flushes pending commits and stops. SIGHUP logs the status.\n"},
     {"id", cmd_id, "print the node id and Ethereum address (no password needed)",
      "usage: dmnode id --datadir DIR [--json]\n\n"
      "Reads the public identity records; works while the daemon runs.\n"},
@@ -430,11 +666,28 @@ static const cli_command COMMANDS[] = {
      "is never shown. Works while the daemon runs (read-only).\n"},
     {"keys rotate", cmd_keys_rotate, "add a new data-key version and make it current",
      "usage: dmnode keys rotate --datadir DIR\n\n"
-     "Data sealed under older versions stays readable. The daemon must be stopped.\n"},
+     "Data sealed under older versions stays readable. When the daemon is running the\n"
+     "rotation goes through its internal API.\n"},
     {"keys reencrypt", cmd_keys_reencrypt, "re-seal every record under the current data key",
      "usage: dmnode keys reencrypt --datadir DIR\n\n"
      "Moves records written under older versions forward, in atomic batches; safe to\n"
-     "interrupt and repeat. The daemon must be stopped.\n"},
+     "interrupt and repeat. When the daemon is running it goes through its internal API.\n"},
+    {"share submit", cmd_share_submit, "submit a share to the running daemon",
+     "usage: dmnode share submit --recipient 0xADDRESS --amount N (--data-file F | --data - | "
+     "--data TEXT)\n\n"
+     "Sends the share to the daemon's internal API (POST /v1/shares); prints its id and\n"
+     "data hash once it is committed. --data - reads the payload from standard input.\n"
+     "Limits: recipient ^0x[a-fA-F0-9]{40}$, 0 < amount < 10^30 (decimal), data <= 1 MiB.\n",
+     "recipient amount data-file data", 0},
+    {"share get", cmd_share_get, "show a share by id (data in base64)",
+     "usage: dmnode share get ID\n\nAsks the running daemon for the share with this 64-hex id.\n",
+     "", 1},
+    {"peers", cmd_peers, "list the daemon's connected peers",
+     "usage: dmnode peers --datadir DIR\n\nConnected peers with traffic counters (GET "
+     "/v1/peers).\n"},
+    {"status", cmd_status, "show the daemon's status",
+     "usage: dmnode status --datadir DIR\n\n"
+     "Node id, ports, peers, share counters and per-origin high-water marks (GET /v1/status).\n"},
     {"config show", cmd_config_show, "print the effective configuration",
      "usage: dmnode [--config FILE] [--section.key=value ...] config show\n\n"
      "Prints the configuration after file, environment and flags are applied, in file\n"
@@ -498,6 +751,32 @@ static int cmd_help(cli_ctx *c)
 
 /* ---------- argument parsing ---------- */
 
+static bool options_allowed(const cli_ctx *c, const cli_command *cmd)
+{
+    for (int i = 0; i < c->nopts; i++) {
+        const char *o = cmd->options, *name = c->opts[i].name;
+        size_t n = strlen(name);
+        bool ok = false;
+        while (o && *o) {
+            const char *end = strchr(o, ' ');
+            size_t len = end ? (size_t)(end - o) : strlen(o);
+            if (len == n && strncmp(o, name, n) == 0)
+                ok = true;
+            o = end ? end + 1 : NULL;
+        }
+        if (!ok) {
+            fprintf(stderr, "dmnode: unknown option --%s for '%s'\n%s", name, cmd->name, cmd->help);
+            return false;
+        }
+        for (int j = 0; j < i; j++)
+            if (strcmp(c->opts[j].name, name) == 0) {
+                fprintf(stderr, "dmnode: option --%s given twice\n", name);
+                return false;
+            }
+    }
+    return true;
+}
+
 static int parse_args(cli_ctx *c, int argc, char **argv, const char **config_file)
 {
     dm_buf err = DM_BUF_INIT;
@@ -542,8 +821,19 @@ static int parse_args(cli_ctx *c, int argc, char **argv, const char **config_fil
             continue;
         }
         if (!node_config_is_key(name) && !strchr(name, '.')) {
-            fprintf(stderr, "dmnode: unknown option --%s (see dmnode --help)\n", name);
-            return DM_EINVAL;
+            /* a command option: checked against the command once it is known */
+            if (c->nopts == MAX_OPTS) {
+                fprintf(stderr, "dmnode: too many options\n");
+                return DM_EINVAL;
+            }
+            if (nl >= sizeof c->opts[0].name) {
+                fprintf(stderr, "dmnode: unknown option --%s\n", name);
+                return DM_EINVAL;
+            }
+            memcpy(c->opts[c->nopts].name, name, nl + 1);
+            c->opts[c->nopts].value = value;
+            c->nopts++;
+            continue;
         }
         char origin[160];
         snprintf(origin, sizeof origin, "flag --%s", name);
@@ -611,10 +901,18 @@ int node_cli_main(int argc, char **argv)
     } else if (c.help) {
         fputs(cmd->help, stdout);
         code = NODE_EXIT_OK;
-    } else if (cmd->run != cmd_help && used != c.nwords) {
-        fprintf(stderr, "dmnode: unexpected argument '%s'\n%s", c.words[used], cmd->help);
+    } else if (cmd->run != cmd_help && c.nwords - used != cmd->nargs) {
+        if (c.nwords - used > cmd->nargs)
+            fprintf(stderr, "dmnode: unexpected argument '%s'\n%s", c.words[used + cmd->nargs],
+                    cmd->help);
+        else
+            fprintf(stderr, "dmnode: missing argument\n%s", cmd->help);
+        code = NODE_EXIT_USAGE;
+    } else if (!options_allowed(&c, cmd)) {
         code = NODE_EXIT_USAGE;
     } else {
+        c.args = c.words + used;
+        c.nargs = c.nwords - used;
         code = exit_code_for(cmd->run(&c));
     }
     node_config_free(&c.cfg);

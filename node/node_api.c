@@ -1,0 +1,641 @@
+/*
+ * Internal API handlers (node_api.h). Requests arrive on the loop thread from
+ * net_http; share submissions answer asynchronously after their commit.
+ */
+#include "node_api.h"
+
+#include "crypto_eth.h"
+#include "crypto_mem.h"
+#include "dm_enc.h"
+#include "dm_err.h"
+#include "dm_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TOKEN_BYTES 32
+/* base64 of a 1 MiB payload plus the JSON around it */
+#define INTERNAL_MAX_BODY ((size_t)1024 * 1024 * 4 / 3 + 8192)
+#define LIST_MAX 1000
+
+struct node_api {
+    node_api_ctx ctx;
+    net_http_server_t *http;
+    void (*close_cb)(void *);
+    void *close_arg;
+    uv_work_t reencrypt_work; /* one re-encryption at a time */
+    bool reencrypt_busy;
+    bool http_closed; /* freed when the re-encryption (if any) also finished */
+};
+
+/* ---------- token file ---------- */
+
+void node_api_token_path(const node_config *cfg, char *out, size_t n)
+{
+    if (cfg->api_internal_token_file && *cfg->api_internal_token_file)
+        snprintf(out, n, "%s", cfg->api_internal_token_file);
+    else
+        snprintf(out, n, "%s/admin.token", cfg->datadir);
+}
+
+int node_api_token_create(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return errno == EEXIST ? DM_EEXIST : DM_EIO;
+    uint8_t raw[TOKEN_BYTES];
+    char hex[2 * TOKEN_BYTES + 2];
+    int rc = crypto_random(raw, sizeof raw);
+    if (!rc) {
+        dm_hex_encode(hex, raw, sizeof raw);
+        hex[2 * TOKEN_BYTES] = '\n';
+        if (write(fd, hex, 2 * TOKEN_BYTES + 1) != 2 * TOKEN_BYTES + 1)
+            rc = DM_EIO;
+    }
+    crypto_memzero(raw, sizeof raw);
+    crypto_memzero(hex, sizeof hex);
+    if (close(fd) != 0 && !rc)
+        rc = DM_EIO;
+    if (rc)
+        unlink(path);
+    return rc;
+}
+
+int node_api_token_load(const char *path, dm_buf *out)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? DM_ENOTFOUND : DM_EIO;
+    struct stat st;
+    int rc = DM_OK;
+    char buf[257];
+    ssize_t n = 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        rc = DM_EIO;
+    else if (st.st_mode & (S_IRWXG | S_IRWXO))
+        rc = DM_EPERM;
+    else if ((n = read(fd, buf, sizeof buf)) < 0)
+        rc = DM_EIO;
+    else if (n == (ssize_t)sizeof buf)
+        rc = DM_ETOOBIG;
+    close(fd);
+    while (!rc && n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    if (!rc && n < 16)
+        rc = DM_EINVAL; /* too short to be a secret */
+    if (!rc)
+        rc = dm_buf_append(out, buf, (size_t)n);
+    crypto_memzero(buf, sizeof buf);
+    return rc;
+}
+
+/* ---------- helpers ---------- */
+
+static void reply_json(net_http_req_t *r, int status, json_t *j)
+{
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (!text)
+        net_http_respond_error(r, 500, "ENOMEM", "out of memory");
+    else
+        net_http_respond_json(r, status, text, strlen(text));
+    free(text);
+    json_decref(j);
+}
+
+static int status_for(int rc)
+{
+    switch (rc) {
+    case DM_EINVAL:
+    case DM_EPARSE:
+    case DM_ERANGE:
+        return 400;
+    case DM_EAUTH:
+        return 401;
+    case DM_ENOTFOUND:
+        return 404;
+    case DM_ETOOBIG:
+        return 413;
+    case DM_ELIMIT:
+    case DM_EBUSY:
+    case DM_ECLOSED:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+static void reply_err(net_http_req_t *r, int rc, const char *message)
+{
+    net_http_respond_error(r, status_for(rc), dm_err_name(rc), message ? message : dm_strerror(rc));
+}
+
+static void hex32(char out[65], const uint8_t in[32])
+{
+    dm_hex_encode(out, in, 32);
+}
+
+static json_t *b64_json(const uint8_t *p, size_t n)
+{
+    dm_buf b = DM_BUF_INIT;
+    json_t *j = NULL;
+    if (dm_b64_encode(&b, p, n, DM_B64_STD) == DM_OK)
+        j = json_stringn(b.len ? (const char *)b.data : "", b.len);
+    dm_buf_free(&b);
+    return j;
+}
+
+static bool authorised(node_api_t *a, net_http_req_t *r)
+{
+    const char *h = net_http_req_header(r, "authorization");
+    if (h && strncmp(h, "Bearer ", 7) == 0 && crypto_ct_streq(h + 7, a->ctx.admin_token))
+        return true;
+    dm_log(DM_LOG_WARNING, "security", "Failed authentication on internal API from %s: %s",
+           net_http_req_remote_ip(r), h ? "invalid token" : "no token");
+    return false;
+}
+
+/* ---------- POST /v1/shares ---------- */
+
+typedef struct {
+    net_http_req_t *req;
+    uint8_t origin[32];
+} submit_ctx;
+
+static void on_submitted(int status, const node_share_receipt *rc, void *arg)
+{
+    submit_ctx *sc = arg;
+    if (status) {
+        reply_err(sc->req, status,
+                  status == DM_ELIMIT ? "too many shares pending; retry later" : NULL);
+    } else {
+        char id[65], dh[65], origin[65];
+        hex32(id, rc->id);
+        hex32(dh, rc->data_hash);
+        hex32(origin, sc->origin);
+        reply_json(sc->req, 201,
+                   json_pack("{s:s, s:s, s:s, s:I, s:I}", "id", id, "data_hash", dh, "origin",
+                             origin, "seq", (json_int_t)rc->seq, "timestamp_ms",
+                             (json_int_t)rc->timestamp_ms));
+    }
+    free(sc);
+}
+
+static bool is_json_request(net_http_req_t *r)
+{
+    const char *ct = net_http_req_header(r, "content-type");
+    if (!ct)
+        return false;
+    size_t n = strlen("application/json");
+    return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == 0 || ct[n] == ';');
+}
+
+static void post_share(node_api_t *a, net_http_req_t *r)
+{
+    if (!is_json_request(r)) {
+        net_http_respond_error(r, 415, "EUNSUPPORTED", "Content-Type must be application/json");
+        return;
+    }
+    size_t n;
+    const uint8_t *body = net_http_req_body(r, &n);
+    json_error_t jerr;
+    json_t *j = json_loadb((const char *)body, n, JSON_REJECT_DUPLICATES, &jerr);
+    dm_buf data = DM_BUF_INIT;
+    char msg[256];
+    if (!j || !json_is_object(j)) {
+        snprintf(msg, sizeof msg, "body is not a JSON object: %s", j ? "wrong type" : jerr.text);
+        net_http_respond_error(r, 400, "EPARSE", msg);
+        goto out;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(j, key, val)
+    {
+        if (strcmp(key, "recipient") && strcmp(key, "amount") && strcmp(key, "data")) {
+            snprintf(msg, sizeof msg, "unknown field '%.64s'", key);
+            net_http_respond_error(r, 400, "EINVAL", msg);
+            goto out;
+        }
+    }
+    json_t *rj = json_object_get(j, "recipient"), *aj = json_object_get(j, "amount"),
+           *dj = json_object_get(j, "data");
+    uint8_t recipient[20];
+    if (!json_is_string(rj) ||
+        node_share_parse_recipient(json_string_value(rj), json_string_length(rj), recipient)) {
+        net_http_respond_error(r, 400, "EINVAL", "recipient must match ^0x[a-fA-F0-9]{40}$");
+        goto out;
+    }
+    int rc;
+    if (!json_is_string(aj) ||
+        (rc = node_share_check_amount(json_string_value(aj), json_string_length(aj)))) {
+        net_http_respond_error(r, 400, "EINVAL",
+                               "amount must be a decimal integer string with 0 < amount < 10^30");
+        goto out;
+    }
+    if (!json_is_string(dj) ||
+        dm_b64_decode(&data, json_string_value(dj), json_string_length(dj), DM_B64_STD)) {
+        net_http_respond_error(r, 400, "EINVAL", "data must be a base64 string");
+        goto out;
+    }
+    if (data.len > NET_SHARE_DATA_MAX) {
+        net_http_respond_error(r, 413, "ETOOBIG", "data exceeds 1 MiB");
+        goto out;
+    }
+    submit_ctx *sc = calloc(1, sizeof *sc);
+    if (!sc) {
+        reply_err(r, DM_ENOMEM, NULL);
+        goto out;
+    }
+    sc->req = r;
+    if (dm_hex_decode(sc->origin, 32, node_keys_node_id(a->ctx.keys), 64)) {
+        free(sc);
+        reply_err(r, DM_EINVAL, "bad node id");
+        goto out;
+    }
+    rc = node_share_submit(a->ctx.shares, recipient, json_string_value(aj), data.data, data.len,
+                           on_submitted, sc);
+    if (rc) {
+        free(sc);
+        reply_err(r, rc, rc == DM_ELIMIT ? "too many shares pending; retry later" : NULL);
+    }
+out:
+    dm_buf_free(&data);
+    json_decref(j);
+}
+
+/* ---------- GET /v1/shares/{id}, GET /v1/shares ---------- */
+
+static json_t *share_json(const node_share_record *rec)
+{
+    const node_share_fields *f = &rec->f;
+    char id[65], origin[65], dh[65], addr[43];
+    hex32(id, f->id);
+    hex32(origin, f->origin);
+    hex32(dh, f->data_hash);
+    crypto_eth_address_format(f->recipient, addr);
+    return json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:o, s:s, s:o, s:I}", "id", id, "origin",
+                     origin, "seq", (json_int_t)f->seq, "timestamp_ms", (json_int_t)f->timestamp_ms,
+                     "recipient", addr, "amount", f->amount, "data", b64_json(f->data, f->data_len),
+                     "data_hash", dh, "signature", b64_json(rec->sig.data, rec->sig.len),
+                     "received_ms", (json_int_t)rec->received_ms);
+}
+
+static void get_share(node_api_t *a, net_http_req_t *r, const char *idtext)
+{
+    uint8_t id[32];
+    if (node_share_parse_hash(idtext, strlen(idtext), id)) {
+        net_http_respond_error(r, 400, "EINVAL", "share id must be 64 hex characters");
+        return;
+    }
+    node_share_record rec;
+    int rc = node_share_read(a->ctx.shares, id, &rec);
+    if (rc) {
+        reply_err(r, rc, rc == DM_ENOTFOUND ? "no such share" : NULL);
+        return;
+    }
+    reply_json(r, 200, share_json(&rec));
+    node_share_record_free(&rec);
+}
+
+static int query_u64(net_http_req_t *r, const char *name, uint64_t *out, uint64_t def, uint64_t max)
+{
+    char v[32];
+    int rc = net_http_query_param(r, name, v, sizeof v);
+    if (rc == DM_ENOTFOUND) {
+        *out = def;
+        return DM_OK;
+    }
+    if (rc || !v[0])
+        return DM_EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (*end || errno || v[0] == '-' || x > max)
+        return DM_EINVAL;
+    *out = x;
+    return DM_OK;
+}
+
+static void list_shares(node_api_t *a, net_http_req_t *r)
+{
+    char otext[80];
+    uint8_t origin[32];
+    int rc = net_http_query_param(r, "origin", otext, sizeof otext);
+    if (rc == DM_ENOTFOUND)
+        snprintf(otext, sizeof otext, "%s", node_keys_node_id(a->ctx.keys));
+    else if (rc) {
+        net_http_respond_error(r, 400, "EINVAL", "bad origin parameter");
+        return;
+    }
+    uint64_t after, limit;
+    if (node_share_parse_hash(otext, strlen(otext), origin)) {
+        net_http_respond_error(r, 400, "EINVAL", "origin must be a 64-hex node id");
+        return;
+    }
+    if (query_u64(r, "after", &after, 0, UINT64_MAX - 1) ||
+        query_u64(r, "limit", &limit, 100, LIST_MAX) || limit == 0) {
+        net_http_respond_error(r, 400, "EINVAL", "after must be an integer; 1 <= limit <= 1000");
+        return;
+    }
+    uint8_t(*ids)[32] = calloc(limit, 32);
+    uint64_t *seqs = calloc(limit, sizeof *seqs);
+    size_t count = 0;
+    if (!ids || !seqs) {
+        reply_err(r, DM_ENOMEM, NULL);
+        goto out;
+    }
+    if ((rc = node_share_list(a->ctx.shares, origin, after, limit, ids, seqs, &count))) {
+        reply_err(r, rc, NULL);
+        goto out;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < count; i++) {
+        char id[65];
+        hex32(id, ids[i]);
+        json_array_append_new(arr, json_pack("{s:s, s:I}", "id", id, "seq", (json_int_t)seqs[i]));
+    }
+    json_t *next = count == limit ? json_integer((json_int_t)seqs[count - 1]) : json_null();
+    reply_json(r, 200,
+               json_pack("{s:s, s:o, s:o}", "origin", otext, "shares", arr, "next_after", next));
+out:
+    free(ids);
+    free(seqs);
+}
+
+/* ---------- peers, status ---------- */
+
+static json_t *peers_json(node_api_t *a)
+{
+    size_t n = net_host_peer_count(a->ctx.host);
+    net_peer_info *info = calloc(n ? n : 1, sizeof *info);
+    json_t *arr = json_array();
+    if (info && arr) {
+        n = net_host_peers(a->ctx.host, info, n);
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(
+                arr,
+                json_pack("{s:s, s:s, s:i, s:b, s:I, s:I, s:I, s:I, s:I, s:i, s:i}", "node_id",
+                          info[i].node_id, "remote", info[i].remote, "listen_port",
+                          info[i].listen_port, "outbound", info[i].outbound, "bytes_in",
+                          (json_int_t)info[i].bytes_in, "bytes_out", (json_int_t)info[i].bytes_out,
+                          "frames_in", (json_int_t)info[i].frames_in, "frames_out",
+                          (json_int_t)info[i].frames_out, "send_queue",
+                          (json_int_t)info[i].send_queue, "score", info[i].score, "rtt_ms",
+                          info[i].rtt_ms));
+    }
+    free(info);
+    return arr;
+}
+
+static json_t *status_json(node_api_t *a)
+{
+    uint8_t eth[20];
+    char addr[43];
+    node_keys_eth_address(a->ctx.keys, eth);
+    crypto_eth_address_format(eth, addr);
+    node_share_stats st;
+    node_share_get_stats(a->ctx.shares, &st);
+    net_host_stats hs;
+    net_host_get_stats(a->ctx.host, &hs);
+    node_share_origin_info *o = calloc(NET_MAX_HWM, sizeof *o);
+    json_t *origins = json_object();
+    if (o && origins) {
+        size_t n = node_share_origins(a->ctx.shares, o, NET_MAX_HWM);
+        for (size_t i = 0; i < n; i++) {
+            char id[65];
+            hex32(id, o[i].origin);
+            json_object_set_new(origins, id,
+                                json_pack("{s:I, s:I}", "hwm", (json_int_t)o[i].hwm, "max_seq",
+                                          (json_int_t)o[i].max_seq));
+        }
+    }
+    free(o);
+    char ts[32];
+    uv_timeval64_t now;
+    uv_gettimeofday(&now);
+    uint64_t now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000;
+    snprintf(ts, sizeof ts, "%llu", (unsigned long long)(now_ms - a->ctx.started_ms) / 1000);
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:i,"
+        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o}",
+        "node_id", node_keys_node_id(a->ctx.keys), "eth_address", addr, "network_id",
+        a->ctx.cfg->network_id, "version", DM_VERSION, "uptime_s",
+        (json_int_t)((now_ms - a->ctx.started_ms) / 1000), "p2p_port",
+        (int)net_host_listen_port(a->ctx.host), "api_port", (int)node_api_port(a), "peers",
+        (json_int_t)net_host_peer_count(a->ctx.host), "data_key_version",
+        (int)node_keys_current_version(a->ctx.keys), "shares", "stored", (json_int_t)st.stored,
+        "local_submitted", (json_int_t)st.local_submitted, "received", (json_int_t)st.received,
+        "duplicates", (json_int_t)st.duplicates, "invalid", (json_int_t)st.invalid, "verify_calls",
+        (json_int_t)st.verify_calls, "relayed", (json_int_t)st.relayed, "synced_in",
+        (json_int_t)st.synced_in, "synced_out", (json_int_t)st.synced_out, "conflicts",
+        (json_int_t)st.conflicts, "pending_local", (json_int_t)st.pending_local, "pending_commit",
+        (json_int_t)st.pending_commit, "p2p", "accepted", (json_int_t)hs.accepted, "dialed",
+        (json_int_t)hs.dialed, "handshakes_ok", (json_int_t)hs.handshakes_ok, "handshakes_failed",
+        (json_int_t)hs.handshakes_failed, "disconnects_misbehaviour",
+        (json_int_t)hs.disconnects_misbehaviour, "bans", (json_int_t)hs.bans, "banned_now",
+        (json_int_t)hs.banned_now, "origins", origins);
+}
+
+/* ---------- keys ---------- */
+
+static json_t *keys_json(node_api_t *a)
+{
+    node_keys_version_info *v = NULL;
+    size_t n = 0;
+    if (node_keys_list(a->ctx.keys, &v, &n))
+        return NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++)
+        json_array_append_new(arr, json_pack("{s:i, s:I, s:b, s:I}", "version", (int)v[i].version,
+                                             "created", (json_int_t)v[i].created, "current",
+                                             v[i].current, "records", (json_int_t)v[i].records));
+    free(v);
+    return json_pack("{s:s, s:i, s:i, s:o}", "kdf", "pbkdf2-hmac-sha256", "iterations",
+                     (int)node_keys_iterations(a->ctx.keys), "current_version",
+                     (int)node_keys_current_version(a->ctx.keys), "versions", arr);
+}
+
+typedef struct {
+    node_api_t *api;
+    net_http_req_t *req;
+    int rc;
+    uint64_t moved;
+} reencrypt_job;
+
+static void reencrypt_work(uv_work_t *w)
+{
+    reencrypt_job *j = w->data;
+    j->rc = node_keys_reencrypt(j->api->ctx.keys, &j->moved);
+}
+
+static void api_free(node_api_t *a)
+{
+    if (a->close_cb)
+        a->close_cb(a->close_arg);
+    free(a);
+}
+
+static void reencrypt_done(uv_work_t *w, int status)
+{
+    reencrypt_job *j = w->data;
+    node_api_t *a = j->api;
+    a->reencrypt_busy = false;
+    if (status || j->rc)
+        reply_err(j->req, status ? DM_ECLOSED : j->rc, NULL);
+    else
+        reply_json(j->req, 200,
+                   json_pack("{s:I, s:i}", "reencrypted", (json_int_t)j->moved, "current_version",
+                             (int)node_keys_current_version(j->api->ctx.keys)));
+    free(j);
+    if (a->http_closed)
+        api_free(a);
+}
+
+static void keys_rotate(node_api_t *a, net_http_req_t *r)
+{
+    uint32_t v;
+    int rc = node_keys_rotate(a->ctx.keys, &v);
+    if (rc) {
+        reply_err(r, rc, NULL);
+        return;
+    }
+    reply_json(r, 200, json_pack("{s:i}", "current_version", (int)v));
+}
+
+static void keys_reencrypt(node_api_t *a, net_http_req_t *r)
+{
+    if (a->reencrypt_busy) {
+        net_http_respond_error(r, 409, "EBUSY", "a re-encryption is already running");
+        return;
+    }
+    reencrypt_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        reply_err(r, DM_ENOMEM, NULL);
+        return;
+    }
+    j->api = a;
+    j->req = r;
+    a->reencrypt_work.data = j;
+    a->reencrypt_busy = true;
+    if (uv_queue_work(a->ctx.loop, &a->reencrypt_work, reencrypt_work, reencrypt_done)) {
+        a->reencrypt_busy = false;
+        free(j);
+        reply_err(r, DM_EIO, NULL);
+    }
+}
+
+/* ---------- routing ---------- */
+
+static void handle(net_http_req_t *r, void *arg)
+{
+    node_api_t *a = arg;
+    const char *m = net_http_req_method(r), *p = net_http_req_path(r);
+    bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0;
+    if (!authorised(a, r)) {
+        static const char body[] =
+            "{\"error\":{\"code\":\"EAUTH\",\"message\":\"missing or invalid bearer token\"}}";
+        net_http_respond(r, 401, "application/json; charset=utf-8", body, sizeof body - 1,
+                         "WWW-Authenticate: Bearer\r\n");
+        return;
+    }
+    const char *allowed = NULL;
+    if (strcmp(p, "/v1/shares") == 0) {
+        if (post)
+            post_share(a, r);
+        else if (get)
+            list_shares(a, r);
+        else
+            allowed = "GET, POST";
+    } else if (strncmp(p, "/v1/shares/", 11) == 0 && !strchr(p + 11, '/')) {
+        if (get)
+            get_share(a, r, p + 11);
+        else
+            allowed = "GET";
+    } else if (strcmp(p, "/v1/peers") == 0) {
+        if (get)
+            reply_json(r, 200, json_pack("{s:o}", "peers", peers_json(a)));
+        else
+            allowed = "GET";
+    } else if (strcmp(p, "/v1/status") == 0) {
+        if (get)
+            reply_json(r, 200, status_json(a));
+        else
+            allowed = "GET";
+    } else if (strcmp(p, "/v1/keys") == 0) {
+        if (get)
+            reply_json(r, 200, keys_json(a));
+        else
+            allowed = "GET";
+    } else if (strcmp(p, "/v1/keys/rotate") == 0) {
+        if (post)
+            keys_rotate(a, r);
+        else
+            allowed = "POST";
+    } else if (strcmp(p, "/v1/keys/reencrypt") == 0) {
+        if (post)
+            keys_reencrypt(a, r);
+        else
+            allowed = "POST";
+    } else {
+        net_http_respond_error(r, 404, "ENOTFOUND", "no such endpoint");
+        return;
+    }
+    if (allowed) {
+        char hdr[64];
+        snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allowed);
+        const char *body = "{\"error\":{\"code\":\"EMETHOD\",\"message\":\"method not allowed\"}}";
+        net_http_respond(r, 405, "application/json; charset=utf-8", body, strlen(body), hdr);
+    }
+}
+
+int node_api_start(node_api_t **out, const node_api_ctx *ctx)
+{
+    node_api_t *a = calloc(1, sizeof *a);
+    if (!a)
+        return DM_ENOMEM;
+    a->ctx = *ctx;
+    net_http_opts o;
+    net_http_opts_default(&o);
+    snprintf(o.listen.host, sizeof o.listen.host, "%s", ctx->cfg->api_internal_listen.host);
+    o.listen.port = ctx->cfg->api_internal_listen.port;
+    o.max_body = INTERNAL_MAX_BODY;
+    o.name = "internal";
+    int rc = net_http_create(&a->http, ctx->loop, &o, handle, a);
+    if (!rc)
+        rc = net_http_start(a->http);
+    if (rc) {
+        if (a->http)
+            net_http_close(a->http, NULL, NULL);
+        free(a);
+        return rc;
+    }
+    *out = a;
+    return DM_OK;
+}
+
+uint16_t node_api_port(const node_api_t *a)
+{
+    return net_http_port(a->http);
+}
+
+static void http_closed(void *arg)
+{
+    node_api_t *a = arg;
+    a->http_closed = true;
+    if (!a->reencrypt_busy)
+        api_free(a);
+}
+
+void node_api_close(node_api_t *a, void (*cb)(void *arg), void *arg)
+{
+    a->close_cb = cb;
+    a->close_arg = arg;
+    net_http_close(a->http, http_closed, a);
+}

@@ -1,0 +1,359 @@
+#include "node_daemon.h"
+
+#include "crypto_eth.h"
+#include "dm_enc.h"
+#include "dm_err.h"
+#include "dm_log.h"
+#include "dm_util.h"
+#include "net_host.h"
+#include "node_api.h"
+#include "node_audit.h"
+#include "node_share.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define PEER_PREFIX "addr/"
+#define PEER_SAVE_MS 60000
+
+typedef struct {
+    const node_config *cfg;
+    store_t *store;
+    node_keys_t *keys;
+    uv_loop_t loop;
+    uv_signal_t sigint, sigterm, sighup;
+    uv_timer_t save_timer;
+    net_host_t *host;
+    node_share_svc_t *shares;
+    node_api_t *api;
+    node_audit_t *audit;
+    dm_buf token;
+    int stopping;
+} daemon_t;
+
+/* ---------- overlay callbacks -> share service ---------- */
+
+static void on_ready(net_peer_t *p, void *arg)
+{
+    daemon_t *d = arg;
+    if (d->shares)
+        node_share_on_peer_ready(d->shares, p);
+}
+
+static void on_closed(net_peer_t *p, void *arg)
+{
+    daemon_t *d = arg;
+    if (d->shares)
+        node_share_on_peer_closed(d->shares, p);
+}
+
+static void on_message(net_peer_t *p, const net_msg *m, const uint8_t *frame, size_t n, void *arg)
+{
+    daemon_t *d = arg;
+    if (d->shares)
+        node_share_on_message(d->shares, p, m, frame, n);
+}
+
+/* ---------- the persisted peer table ---------- */
+
+static void load_known(daemon_t *d)
+{
+    store_iter_t *it;
+    if (store_iter_create(&it, d->store, STORE_CF_PEERS, PEER_PREFIX, strlen(PEER_PREFIX), NULL, 0))
+        return;
+    const uint8_t *k, *v;
+    size_t kl, vl;
+    size_t loaded = 0;
+    while (store_iter_next(it, &k, &kl, &v, &vl)) {
+        json_t *j = json_loadb((const char *)v, vl, 0, NULL);
+        net_known_addr a;
+        memset(&a, 0, sizeof a);
+        const char *host = json_string_value(json_object_get(j, "host"));
+        const char *id = json_string_value(json_object_get(j, "node_id"));
+        json_int_t port = json_integer_value(json_object_get(j, "port"));
+        if (host && strlen(host) < sizeof a.addr.host && port > 0 && port < 65536 &&
+            (!id || dm_hex_decode(a.node_id, 32, id, strlen(id)) == DM_OK)) {
+            snprintf(a.addr.host, sizeof a.addr.host, "%s", host);
+            a.addr.port = (uint16_t)port;
+            a.last_seen = (uint64_t)json_integer_value(json_object_get(j, "last_seen"));
+            if (net_host_add_known(d->host, &a) == DM_OK)
+                loaded++;
+        }
+        json_decref(j);
+    }
+    store_iter_destroy(it);
+    dm_log(DM_LOG_DEBUG, "p2p", "loaded %zu known peer addresses", loaded);
+}
+
+static void save_known(daemon_t *d)
+{
+    size_t max = 1024;
+    net_known_addr *a = calloc(max, sizeof *a);
+    store_batch_t *b = NULL;
+    if (!a || store_batch_create(&b))
+        goto out;
+    size_t n = net_host_known(d->host, a, max);
+    /* replace the table: delete what is stored, then write the current set */
+    store_iter_t *it;
+    if (store_iter_create(&it, d->store, STORE_CF_PEERS, PEER_PREFIX, strlen(PEER_PREFIX), NULL,
+                          0) == 0) {
+        const uint8_t *k, *v;
+        size_t kl, vl;
+        while (store_iter_next(it, &k, &kl, &v, &vl))
+            store_batch_delete(b, STORE_CF_PEERS, k, kl);
+        store_iter_destroy(it);
+    }
+    for (size_t i = 0; i < n; i++) {
+        char key[300], id[65];
+        snprintf(key, sizeof key, PEER_PREFIX "%s:%u", a[i].addr.host, a[i].addr.port);
+        dm_hex_encode(id, a[i].node_id, 32);
+        static const uint8_t zero[32];
+        json_t *j = json_pack("{s:s, s:i, s:I}", "host", a[i].addr.host, "port", a[i].addr.port,
+                              "last_seen", (json_int_t)a[i].last_seen);
+        if (j && memcmp(a[i].node_id, zero, 32) != 0)
+            json_object_set_new(j, "node_id", json_string(id));
+        char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        if (text)
+            store_batch_put(b, STORE_CF_PEERS, key, strlen(key), text, strlen(text));
+        free(text);
+        json_decref(j);
+    }
+    if (store_write(d->store, b))
+        dm_log(DM_LOG_WARNING, "p2p", "saving the peer table failed: %s", store_errmsg());
+out:
+    store_batch_destroy(b);
+    free(a);
+}
+
+static void on_save_timer(uv_timer_t *t)
+{
+    daemon_t *d = DM_CONTAINER_OF(t, daemon_t, save_timer);
+    save_known(d);
+}
+
+/* ---------- audit of lifecycle events ---------- */
+
+static void audit_event(daemon_t *d, const char *event, const char *message)
+{
+    store_batch_t *b;
+    if (store_batch_create(&b))
+        return;
+    node_audit_mark m = node_audit_head(d->audit);
+    json_t *fields =
+        json_pack("{s:s, s:i}", "node_id", node_keys_node_id(d->keys), "pid", (int)getpid());
+    int rc = node_audit_append(d->audit, b, DM_LOG_INFO, event, fields, NULL, message);
+    if (!rc)
+        rc = store_write(d->store, b);
+    if (rc) {
+        node_audit_rollback(d->audit, &m);
+        dm_log(DM_LOG_ERROR, "security", "audit entry %s not written: %s", event, dm_strerror(rc));
+    }
+    json_decref(fields);
+    store_batch_destroy(b);
+}
+
+/* ---------- shutdown: API, then shares (flush), then the overlay ---------- */
+
+static void on_host_closed(void *arg)
+{
+    daemon_t *d = arg;
+    d->host = NULL;
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sighup, NULL);
+    uv_close((uv_handle_t *)&d->save_timer, NULL);
+}
+
+static void on_shares_closed(void *arg)
+{
+    daemon_t *d = arg;
+    d->shares = NULL;
+    save_known(d);
+    net_host_close(d->host, on_host_closed, d);
+}
+
+static void on_api_closed(void *arg)
+{
+    daemon_t *d = arg;
+    d->api = NULL;
+    if (d->shares)
+        node_share_svc_close(d->shares, on_shares_closed, d);
+    else
+        on_shares_closed(d);
+}
+
+static void shutdown_start(daemon_t *d)
+{
+    if (d->stopping++)
+        return;
+    dm_log(DM_LOG_INFO, "node", "stopping: closing API, flushing shares, closing peers");
+    uv_timer_stop(&d->save_timer);
+    if (d->api)
+        node_api_close(d->api, on_api_closed, d);
+    else
+        on_api_closed(d);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    daemon_t *d = s->data;
+    if (signum == SIGHUP) {
+        dm_log(DM_LOG_INFO, "node", "status: node_id=%s peers=%zu", node_keys_node_id(d->keys),
+               net_host_peer_count(d->host));
+        return;
+    }
+    dm_log(DM_LOG_INFO, "node", "received signal %d", signum);
+    shutdown_start(d);
+}
+
+/* ---------- start ---------- */
+
+static int host_start(daemon_t *d)
+{
+    const node_config *cfg = d->cfg;
+    net_host_opts o;
+    net_host_opts_default(&o);
+    o.network_id = cfg->network_id;
+    o.key = node_keys_rsa(d->keys);
+    snprintf(o.listen.host, sizeof o.listen.host, "%s", cfg->p2p_listen.host);
+    o.listen.port = cfg->p2p_listen.port;
+    net_addr *boot = calloc(cfg->p2p_bootstrap_len ? cfg->p2p_bootstrap_len : 1, sizeof *boot);
+    uint8_t(*allow)[NET_ID_LEN] =
+        calloc(cfg->p2p_allowlist_len ? cfg->p2p_allowlist_len : 1, NET_ID_LEN);
+    int rc = DM_ENOMEM;
+    if (!boot || !allow)
+        goto out;
+    for (size_t i = 0; i < cfg->p2p_bootstrap_len; i++) {
+        snprintf(boot[i].host, sizeof boot[i].host, "%s", cfg->p2p_bootstrap[i].host);
+        boot[i].port = cfg->p2p_bootstrap[i].port;
+    }
+    for (size_t i = 0; i < cfg->p2p_allowlist_len; i++)
+        if ((rc = dm_hex_decode(allow[i], NET_ID_LEN, cfg->p2p_allowlist[i], 64)))
+            goto out;
+    o.bootstrap = boot;
+    o.bootstrap_len = cfg->p2p_bootstrap_len;
+    o.allowlist = (const uint8_t(*)[NET_ID_LEN])allow;
+    o.allowlist_len = cfg->p2p_allowlist_len;
+    o.max_inbound = cfg->p2p_max_inbound;
+    o.max_outbound = cfg->p2p_max_outbound;
+    o.ban_seconds = cfg->p2p_ban_seconds;
+    net_host_cbs cbs = {on_ready, on_closed, on_message};
+    rc = net_host_create(&d->host, &d->loop, &o, &cbs, d);
+out:
+    free(boot);
+    free(allow);
+    return rc;
+}
+
+int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, FILE *status_out)
+{
+    /* RSA batches, commits and sync reads share the pool with DNS: size it before first use */
+    setenv("UV_THREADPOOL_SIZE", "4", 0);
+    daemon_t d;
+    memset(&d, 0, sizeof d);
+    d.cfg = cfg;
+    d.store = store;
+    d.keys = keys;
+    int rc = uv_loop_init(&d.loop) ? DM_EIO : DM_OK;
+    if (rc)
+        return rc;
+    char token_path[PATH_MAX];
+    node_api_token_path(cfg, token_path, sizeof token_path);
+    rc = node_api_token_create(token_path);
+    if (rc == DM_OK)
+        dm_log(DM_LOG_INFO, "security", "created admin token file %s (mode 0600)", token_path);
+    if (rc == DM_EEXIST || rc == DM_OK)
+        rc = node_api_token_load(token_path, &d.token);
+    if (rc) {
+        dm_log(DM_LOG_ERROR, "security", "admin token file %s unusable: %s%s", token_path,
+               dm_strerror(rc), rc == DM_EPERM ? " (must be mode 0600)" : "");
+        goto out;
+    }
+    if ((rc = node_audit_open(&d.audit, store)))
+        goto out;
+    if ((rc = host_start(&d)))
+        goto out;
+    node_share_opts so;
+    node_share_opts_default(&so);
+    so.loop = &d.loop;
+    so.store = store;
+    so.keys = keys;
+    so.audit = d.audit;
+    so.host = d.host;
+    if ((rc = node_share_svc_create(&d.shares, &so)))
+        goto out_host;
+    load_known(&d);
+    if ((rc = net_host_start(d.host))) {
+        dm_log(DM_LOG_ERROR, "p2p", "cannot listen on p2p.listen: %s", dm_strerror(rc));
+        goto out_shares;
+    }
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    node_api_ctx actx = {.loop = &d.loop,
+                         .cfg = cfg,
+                         .store = store,
+                         .keys = keys,
+                         .shares = d.shares,
+                         .host = d.host,
+                         .audit = d.audit,
+                         .admin_token = dm_buf_cstr(&d.token),
+                         .started_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000};
+    if ((rc = node_api_start(&d.api, &actx))) {
+        dm_log(DM_LOG_ERROR, "node", "cannot listen on api.internal.listen: %s", dm_strerror(rc));
+        goto out_shares;
+    }
+    uv_signal_init(&d.loop, &d.sigint);
+    uv_signal_init(&d.loop, &d.sigterm);
+    uv_signal_init(&d.loop, &d.sighup);
+    d.sigint.data = d.sigterm.data = d.sighup.data = &d;
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d.sighup, on_signal, SIGHUP);
+    uv_timer_init(&d.loop, &d.save_timer);
+    uv_timer_start(&d.save_timer, on_save_timer, PEER_SAVE_MS, PEER_SAVE_MS);
+
+    uint8_t eth[20];
+    char addr[43];
+    node_keys_eth_address(keys, eth);
+    crypto_eth_address_format(eth, addr);
+    audit_event(&d, "node_start", NULL);
+    dm_log(DM_LOG_INFO, "node",
+           "started: node_id=%s eth_address=%s network=%s p2p_port=%u api_port=%u",
+           node_keys_node_id(keys), addr, cfg->network_id, net_host_listen_port(d.host),
+           node_api_port(d.api));
+    if (status_out) {
+        fprintf(status_out,
+                "{\"status\":\"running\",\"node_id\":\"%s\",\"eth_address\":\"%s\",\"network_id\":"
+                "\"%s\","
+                "\"p2p_port\":%u,\"api_port\":%u,\"data_key_version\":%u,\"storage_sync\":%s,"
+                "\"pid\":%ld}\n",
+                node_keys_node_id(keys), addr, cfg->network_id, net_host_listen_port(d.host),
+                node_api_port(d.api), node_keys_current_version(keys),
+                cfg->storage_sync ? "true" : "false", (long)getpid());
+        fflush(status_out);
+    }
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    audit_event(&d, "node_stop", NULL);
+    dm_log(DM_LOG_INFO, "node", "stopped cleanly");
+    goto out;
+
+out_shares:
+    /* start-up failed after the service existed: close it and the host, drain the loop */
+    node_share_svc_close(d.shares, NULL, NULL);
+    d.shares = NULL;
+out_host:
+    if (d.host)
+        net_host_close(d.host, NULL, NULL);
+    d.host = NULL;
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+out:
+    if (uv_loop_close(&d.loop) != 0)
+        dm_log(DM_LOG_WARNING, "node", "event loop closed with handles still open");
+    node_audit_close(d.audit);
+    dm_buf_free_secure(&d.token);
+    return rc;
+}
