@@ -376,6 +376,8 @@ int net_msg_decode(const uint8_t *payload, size_t n, net_msg *out)
 {
     if (!out || (!payload && n))
         return DM_EINVAL;
+    if (n == 0)
+        return DM_EPARSE;
     if (n > NET_FRAME_MAX)
         return DM_ETOOBIG;
     rd r = {payload, payload + n, 0};
