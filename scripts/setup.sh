@@ -9,7 +9,7 @@ PACKAGES=(
   openssl libssl-dev                # OpenSSL 3 (and `openssl speed` for bench/)
   libuv1-dev libsecp256k1-dev libmsgpack-dev librocksdb-dev
   libcurl4-openssl-dev libhttp-parser-dev libjansson-dev libcmocka-dev
-  procps                            # ps/pkill used by scenario tests
+  procps curl jq                    # scenario tests: process control, HTTP, JSON
 )
 
 missing=()
