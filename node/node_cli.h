@@ -5,7 +5,7 @@
  * The dmnode command line (README "CLI"). Exit codes (stable, documented):
  *   0 success
  *   1 runtime failure (I/O, storage, crypto)
- *   2 usage error (unknown command or option)
+ *   2 usage error: unknown command or option, or input rejected as invalid
  *   3 configuration rejected (strict config)
  *   4 master password missing, unreadable or wrong
  *   5 integrity failure: a key record or identity record was altered

@@ -103,7 +103,20 @@ expect 6 "second daemon refused" -- "$dmnode" run
 contains "busy message" "in use by a running dmnode daemon"
 expect 0 "id beside the daemon" -- "$dmnode" id
 expect 0 "keys list beside the daemon" -- "$dmnode" keys list
-expect 6 "rotate beside the daemon refused" -- "$dmnode" keys rotate
+expect 0 "rotate beside the daemon goes through its API" -- "$dmnode" keys rotate
+contains "daemon rotated to 3" '"current_version": 3'
+expect 0 "reencrypt beside the daemon goes through its API" -- "$dmnode" keys reencrypt
+contains "daemon re-encrypted" '"reencrypted": 2'
+expect 0 "status from the daemon" -- "$dmnode" status
+contains "status names the node" "\"node_id\": \"$node_id\""
+[ "$(stat -c %a "$work/node/admin.token")" = 600 ] && ok "admin token mode 0600" || bad "admin token mode"
+expect 2 "share submit: bad recipient rejected" -- "$dmnode" share submit --recipient 0x123 --amount 5 --data hello
+expect 0 "share submit" -- "$dmnode" share submit --recipient 0x742d35Cc6634C0532925a3b844Bc454e4438f44e --amount 1000000000000000000000000000 --data hello
+share_id=$(jq -r .id "$work/out")
+expect 0 "share get" -- "$dmnode" share get "$share_id"
+contains "share data in base64" '"data": "aGVsbG8="'
+contains "share amount kept exactly" '"amount": "1000000000000000000000000000"'
+expect 2 "share get needs an id" -- "$dmnode" share get
 kill -TERM "$daemon"
 for _ in $(seq 1 200); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.05; done
 if kill -0 "$daemon" 2>/dev/null; then bad "daemon did not stop on SIGTERM"; else
@@ -118,7 +131,7 @@ daemon=$!
 for _ in $(seq 1 200); do [ -s "$work/status2" ] && break; sleep 0.05; done
 kill -9 "$daemon"; wait "$daemon" 2>/dev/null; daemon=""
 expect 0 "keys list after kill -9" -- "$dmnode" keys list
-contains "three versions" "^3 .*yes"
+contains "four versions" "^4 .*yes"
 
 # no command printed private key material: nothing that looks like a PEM/DER key
 if grep -rqs -e "PRIVATE KEY" -e "MII" "$work/all" "$work/status" "$work/status2" "$work/daemon.log"; then bad "key material in output"; else ok "no key material in outputs"; fi

@@ -38,7 +38,7 @@ for i in 2 3 4 5; do
   v=$(echo "$st" | jq .shares.verify_calls); r=$(echo "$st" | jq .shares.stored)
   [ "$v" -le "$r" ] && ok "node$i verified $v signatures for $r shares" || bad "node$i verify_calls $v > stored $r"
 done
-dups=$(for i in 1 2 3 4 5; do api "$i" /v1/status | jq .shares.duplicates; done | paste -sd+ | bc 2>/dev/null || echo "?")
+dups=$(for i in 1 2 3 4 5; do api "$i" /v1/status | jq .shares.duplicates; done | jq -s add)
 echo "# duplicates dropped across nodes: $dups"
 
 for i in 1 2 3 4 5; do stop_node "$i"; done
