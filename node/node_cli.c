@@ -80,6 +80,9 @@ static int exit_code_for(int rc)
         return NODE_EXIT_OK;
     case DM_ECONFIG:
         return NODE_EXIT_CONFIG;
+    case DM_EINVAL:
+    case DM_ETOOBIG:
+        return NODE_EXIT_USAGE;
     case DM_ENOPASS:
     case DM_EBADPASS:
     case DM_EPERM:
