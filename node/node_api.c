@@ -354,11 +354,21 @@ static void list_shares(node_api_t *a, net_http_req_t *r)
         reply_err(r, rc, NULL);
         goto out;
     }
+    /* detail=1 adds the timing fields (for latency measurement): one read per share */
+    char detail[4] = "0";
+    net_http_query_param(r, "detail", detail, sizeof detail);
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < count; i++) {
         char id[65];
         hex32(id, ids[i]);
-        json_array_append_new(arr, json_pack("{s:s, s:I}", "id", id, "seq", (json_int_t)seqs[i]));
+        json_t *item = json_pack("{s:s, s:I}", "id", id, "seq", (json_int_t)seqs[i]);
+        node_share_record rec;
+        if (item && strcmp(detail, "1") == 0 && node_share_read(a->ctx.shares, ids[i], &rec) == 0) {
+            json_object_set_new(item, "timestamp_ms", json_integer((json_int_t)rec.f.timestamp_ms));
+            json_object_set_new(item, "received_ms", json_integer((json_int_t)rec.received_ms));
+            node_share_record_free(&rec);
+        }
+        json_array_append_new(arr, item);
     }
     json_t *next = count == limit ? json_integer((json_int_t)seqs[count - 1]) : json_null();
     reply_json(r, 200,
