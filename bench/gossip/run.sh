@@ -58,6 +58,7 @@ connected() { for ((i = 1; i <= N; i++)); do [ "$(api "$i" /v1/peers | jq '.peer
 for _ in $(seq 1 100); do connected && break; sleep 0.1; done
 
 per=$((M / P))
+[ "$RATE" != 0 ] && export DM_SUBMIT_RATE=$RATE DM_SUBMIT_CONCURRENCY=4
 t0=$(date +%s%3N)
 pids=()
 for ((p = 1; p <= P; p++)); do

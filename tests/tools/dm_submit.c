@@ -5,7 +5,7 @@
  * limit) with a short pause, and prints one JSON line with the results.
  *
  *   dm_submit --url http://127.0.0.1:8080 --token-file F --count N [--size S]
- *             [--concurrency C] [--ids FILE] [--recipient 0x…]
+ *             [--concurrency C] [--ids FILE] [--recipient 0x…] [--rate R]
  *
  * --ids writes "<share id> <unix ms at acknowledgement>" per line (for latency
  * measurement). Exit 0 only if every share was acknowledged with 201.
@@ -63,6 +63,7 @@ int main(int argc, char **argv)
     const char *url = NULL, *token_file = NULL, *ids_file = NULL;
     const char *recipient = "0x742d35Cc6634C0532925a3b844Bc454e4438f44e";
     unsigned long count = 0, size = 1024, conc = 16;
+    double rate = 0; /* shares/s; 0 = as fast as the node accepts */
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--url"))
             url = argv[i + 1];
@@ -76,6 +77,8 @@ int main(int argc, char **argv)
             conc = strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--ids"))
             ids_file = argv[i + 1];
+        else if (!strcmp(argv[i], "--rate"))
+            rate = strtod(argv[i + 1], NULL);
         else if (!strcmp(argv[i], "--recipient"))
             recipient = argv[i + 1];
         else {
@@ -163,6 +166,12 @@ int main(int argc, char **argv)
                 r->attempts++;
             } else if (next < count) {
                 r->attempts = 0;
+                if (rate > 0) { /* pace: share k is due at t0 + k / rate */
+                    uint64_t due = t0 + (uint64_t)((double)next * 1000.0 / rate);
+                    uint64_t t = now_ms();
+                    if (due > t)
+                        usleep((useconds_t)(due - t) * 1000);
+                }
                 make_body(&r->body, size, recipient, next++);
                 curl_easy_setopt(r->h, CURLOPT_POSTFIELDS, (const char *)r->body.data);
                 curl_easy_setopt(r->h, CURLOPT_POSTFIELDSIZE, (long)r->body.len);

@@ -99,7 +99,8 @@ stored() { api "$1" /v1/status | jq -r '.shares.stored // 0' 2>/dev/null || echo
 submit_shares() {
   local i=$1 count=$2 size=${3:-1024}
   "$submit" --url "http://127.0.0.1:$(api_port "$i")" --token-file "$(node_dir "$i")/admin.token" \
-    --count "$count" --size "$size" --concurrency 16 ${4:+--ids "$4"}
+    --count "$count" --size "$size" --concurrency "${DM_SUBMIT_CONCURRENCY:-16}" ${4:+--ids "$4"} \
+    ${DM_SUBMIT_RATE:+--rate "$DM_SUBMIT_RATE"}
 }
 
 # wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds
