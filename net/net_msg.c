@@ -86,20 +86,11 @@ static int rd_uint(rd *r, uint64_t *v)
         *v = t;
         return DM_OK;
     }
-    size_t width;
-    bool is_signed = false;
-    switch (t) {
-    case 0xcc: width = 1; break;
-    case 0xcd: width = 2; break;
-    case 0xce: width = 4; break;
-    case 0xcf: width = 8; break;
-    case 0xd0: width = 1; is_signed = true; break;
-    case 0xd1: width = 2; is_signed = true; break;
-    case 0xd2: width = 4; is_signed = true; break;
-    case 0xd3: width = 8; is_signed = true; break;
-    default:
+    /* 0xcc..0xcf: uint 8/16/32/64; 0xd0..0xd3: int 8/16/32/64 */
+    if (t < 0xcc || t > 0xd3)
         return DM_EPARSE; /* negative fixint, float, or not a number */
-    }
+    bool is_signed = t >= 0xd0;
+    size_t width = (size_t)1 << (t - (is_signed ? 0xd0 : 0xcc));
     uint64_t x;
     if (rd_be(r, width, &x))
         return DM_EPARSE;
@@ -167,13 +158,9 @@ static int rd_bin(rd *r, size_t max, bool empty_ok, net_slice *s)
     uint64_t n;
     if (rd_byte(r, &t))
         return DM_EPARSE;
-    switch (t) {
-    case 0xc4: if (rd_be(r, 1, &n)) return DM_EPARSE; break;
-    case 0xc5: if (rd_be(r, 2, &n)) return DM_EPARSE; break;
-    case 0xc6: if (rd_be(r, 4, &n)) return DM_EPARSE; break;
-    default:
+    /* 0xc4..0xc6: bin 8/16/32 */
+    if (t < 0xc4 || t > 0xc6 || rd_be(r, (size_t)1 << (t - 0xc4), &n))
         return DM_EPARSE;
-    }
     if (n > rd_left(r))
         return DM_EPARSE; /* declared more than was sent */
     if (n > max)
@@ -263,25 +250,25 @@ static int rd_bool(rd *r, bool *v)
             return try_rc_;                                                                        \
     } while (0)
 
-/* Elements of each top-level array, type included; 0 for unknown types. */
+/* Name and element count (type included) of each message type. */
+static const struct {
+    const char *name;
+    size_t arity;
+} MSG_INFO[] = {
+    [NET_MSG_HELLO] = {"HELLO", 8},     [NET_MSG_AUTH] = {"AUTH", 2},
+    [NET_MSG_PING] = {"PING", 2},       [NET_MSG_PONG] = {"PONG", 2},
+    [NET_MSG_SHARE] = {"SHARE", 3},     [NET_MSG_GETPEERS] = {"GETPEERS", 1},
+    [NET_MSG_PEERS] = {"PEERS", 2},     [NET_MSG_KEYREQ] = {"KEYREQ", 2},
+    [NET_MSG_KEY] = {"KEY", 2},         [NET_MSG_HWM] = {"HWM", 2},
+    [NET_MSG_SYNCREQ] = {"SYNCREQ", 4}, [NET_MSG_SYNCRESP] = {"SYNCRESP", 4},
+    [NET_MSG_BYE] = {"BYE", 3},
+};
+#define MSG_INFO_N (sizeof MSG_INFO / sizeof MSG_INFO[0])
+
+/* 0 for unknown types */
 static size_t msg_arity(uint64_t type)
 {
-    switch (type) {
-    case NET_MSG_HELLO: return 8;
-    case NET_MSG_AUTH: return 2;
-    case NET_MSG_PING: return 2;
-    case NET_MSG_PONG: return 2;
-    case NET_MSG_SHARE: return 3;
-    case NET_MSG_GETPEERS: return 1;
-    case NET_MSG_PEERS: return 2;
-    case NET_MSG_KEYREQ: return 2;
-    case NET_MSG_KEY: return 2;
-    case NET_MSG_HWM: return 2;
-    case NET_MSG_SYNCREQ: return 4;
-    case NET_MSG_SYNCRESP: return 4;
-    case NET_MSG_BYE: return 3;
-    default: return 0;
-    }
+    return type < MSG_INFO_N ? MSG_INFO[type].arity : 0;
 }
 
 static int dec_hello(rd *r, net_msg *m)
@@ -444,22 +431,9 @@ int net_msg_decode(const uint8_t *payload, size_t n, net_msg *out)
 
 const char *net_msg_type_name(int type)
 {
-    switch (type) {
-    case NET_MSG_HELLO: return "HELLO";
-    case NET_MSG_AUTH: return "AUTH";
-    case NET_MSG_PING: return "PING";
-    case NET_MSG_PONG: return "PONG";
-    case NET_MSG_SHARE: return "SHARE";
-    case NET_MSG_GETPEERS: return "GETPEERS";
-    case NET_MSG_PEERS: return "PEERS";
-    case NET_MSG_KEYREQ: return "KEYREQ";
-    case NET_MSG_KEY: return "KEY";
-    case NET_MSG_HWM: return "HWM";
-    case NET_MSG_SYNCREQ: return "SYNCREQ";
-    case NET_MSG_SYNCRESP: return "SYNCRESP";
-    case NET_MSG_BYE: return "BYE";
-    default: return "UNKNOWN";
-    }
+    if (type < 0 || (size_t)type >= MSG_INFO_N || !MSG_INFO[type].name)
+        return "UNKNOWN";
+    return MSG_INFO[type].name;
 }
 
 /* ------------------------------------------------------------- encoders */
@@ -566,16 +540,15 @@ static int check_bin(const uint8_t *p, size_t n, size_t max)
  *  DM_EINVAL for a NULL/empty/non-printable network id or a bad spki/agent,
  *  DM_ETOOBIG for a field over its limit, DM_ENOMEM. `out` unchanged on error. */
 int net_msg_encode_hello(dm_buf *out, const char *network_id, const uint8_t node_id[NET_ID_LEN],
-                         const uint8_t *spki, size_t spki_len,
-                         const uint8_t nonce[NET_NONCE_LEN], uint16_t listen_port,
-                         const char *agent)
+                         const uint8_t *spki, size_t spki_len, const uint8_t nonce[NET_NONCE_LEN],
+                         uint16_t listen_port, const char *agent)
 {
     size_t nid_len, agent_len;
     int rc;
     if (!out || !node_id || !nonce)
         return DM_EINVAL;
-    if ((rc = check_str(network_id, false, &nid_len)) || (rc = check_str(agent, true, &agent_len)) ||
-        (rc = check_bin(spki, spki_len, NET_MAX_SPKI)))
+    if ((rc = check_str(network_id, false, &nid_len)) ||
+        (rc = check_str(agent, true, &agent_len)) || (rc = check_bin(spki, spki_len, NET_MAX_SPKI)))
         return rc;
     wr w;
     size_t start;

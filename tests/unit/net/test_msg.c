@@ -239,8 +239,7 @@ static const char *const AGENT = "dmnode/0.1.0";
 static size_t make_samples(sample *s)
 {
     size_t n = 0;
-    uint8_t id[NET_ID_LEN], id2[NET_ID_LEN], nonce[NET_NONCE_LEN], spki[294], sig[256],
-        body[300];
+    uint8_t id[NET_ID_LEN], id2[NET_ID_LEN], nonce[NET_NONCE_LEN], spki[294], sig[256], body[300];
     fill(id, sizeof id, 1);
     fill(id2, sizeof id2, 2);
     fill(nonce, sizeof nonce, 3);
@@ -250,12 +249,11 @@ static size_t make_samples(sample *s)
     memset(s, 0, sizeof *s * MAX_SAMPLES);
 
     s[n].name = "hello";
-    assert_int_equal(net_msg_encode_hello(&s[n++].f, "testnet", id, spki, sizeof spki, nonce,
-                                          8000, AGENT),
-                     DM_OK);
-    s[n].name = "hello_noport";
     assert_int_equal(
-        net_msg_encode_hello(&s[n++].f, "n", id2, spki, 16, nonce, 0, NULL), DM_OK);
+        net_msg_encode_hello(&s[n++].f, "testnet", id, spki, sizeof spki, nonce, 8000, AGENT),
+        DM_OK);
+    s[n].name = "hello_noport";
+    assert_int_equal(net_msg_encode_hello(&s[n++].f, "n", id2, spki, 16, nonce, 0, NULL), DM_OK);
     s[n].name = "auth";
     assert_int_equal(net_msg_encode_auth(&s[n++].f, sig, sizeof sig), DM_OK);
     s[n].name = "ping";
@@ -480,8 +478,8 @@ static void test_roundtrip_boundaries(void **state)
     assert_true(slice_is(g_a.u.key.spki, big, NET_MAX_SPKI));
 
     /* PING / PONG nonces */
-    uint64_t nonces[] = {0, 127, 128, 255, 256, 65535, 65536, UINT32_MAX, (uint64_t)UINT32_MAX + 1,
-                         UINT64_MAX};
+    uint64_t nonces[] = {
+        0, 127, 128, 255, 256, 65535, 65536, UINT32_MAX, (uint64_t)UINT32_MAX + 1, UINT64_MAX};
     for (size_t i = 0; i < sizeof nonces / sizeof nonces[0]; i++) {
         dm_buf_reset(&f);
         assert_int_equal(net_msg_encode_ping(&f, i % 2 ? NET_MSG_PONG : NET_MSG_PING, nonces[i]),
@@ -592,8 +590,7 @@ static void test_syncresp_builder(void **state)
     /* a page bounded by count: NET_MAX_SYNC_PAGE entries, then DM_ELIMIT */
     assert_int_equal(net_msg_syncresp_begin(&b, &f, origin), DM_OK);
     for (size_t i = 0; i < NET_MAX_SYNC_PAGE; i++)
-        assert_int_equal(net_msg_syncresp_add(&b, big + i, 1 + i, sig, 1 + i % NET_MAX_SIG),
-                         DM_OK);
+        assert_int_equal(net_msg_syncresp_add(&b, big + i, 1 + i, sig, 1 + i % NET_MAX_SIG), DM_OK);
     size_t before = f.len;
     assert_int_equal(net_msg_syncresp_add(&b, big, 1, sig, 1), DM_ELIMIT);
     assert_int_equal(f.len, before);
@@ -818,8 +815,9 @@ typedef struct {
     {                                                                                              \
         what, (const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__}), want         \
     }
-#define ID32 0xc4, 0x20, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,    \
-             21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32
+#define ID32                                                                                       \
+    0xc4, 0x20, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, \
+        24, 25, 26, 27, 28, 29, 30, 31, 32
 
 static const hostile HOSTILE[] = {
     /* not a message at all */
@@ -851,10 +849,10 @@ static const hostile HOSTILE[] = {
     H("str sig", DM_EPARSE, 0x92, 0x02, 0xa1, 0x41),
     H("empty sig", DM_EPARSE, 0x92, 0x02, 0xc4, 0x00),
     H("empty share body", DM_EPARSE, 0x93, 0x05, 0xc4, 0x00, 0xc4, 0x01, 0x00),
-    H("keyreq id 31", DM_EPARSE, 0x92, 0x08, 0xc4, 0x1f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
-      13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31),
-    H("keyreq id 33", DM_EPARSE, 0x92, 0x08, 0xc4, 0x21, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
-      13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33),
+    H("keyreq id 31", DM_EPARSE, 0x92, 0x08, 0xc4, 0x1f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+      14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31),
+    H("keyreq id 33", DM_EPARSE, 0x92, 0x08, 0xc4, 0x21, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+      14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33),
     H("syncreq limit 0", DM_EPARSE, 0x94, 0x0b, ID32, 0x01, 0x00),
     H("syncreq limit 257", DM_ETOOBIG, 0x94, 0x0b, ID32, 0x01, 0xcd, 0x01, 0x01),
     H("syncreq limit 2^32", DM_ETOOBIG, 0x94, 0x0b, ID32, 0x01, 0xcf, 0, 0, 0, 1, 0, 0, 0, 0),
@@ -1016,18 +1014,18 @@ static void test_interop_msgpack_c(void **state)
     assert_true(slice_is(g_a.u.hello.agent, "other-impl/2", 12));
     /* and our encoder produces the very same bytes */
     dm_buf f = DM_BUF_INIT;
-    assert_int_equal(net_msg_encode_hello(&f, "mainnet", id, spki, sizeof spki, nonce, 8000,
-                                          "other-impl/2"),
-                     DM_OK);
+    assert_int_equal(
+        net_msg_encode_hello(&f, "mainnet", id, spki, sizeof spki, nonce, 8000, "other-impl/2"),
+        DM_OK);
     assert_int_equal(f.len - 4, m.sb.size);
     assert_memory_equal(f.data + 4, m.sb.data, m.sb.size);
 
     /* the same HELLO in the longest encodings msgpack allows: still the same fields */
     mp_reset(&m);
-    raw(&m, (const uint8_t[]){0xdd, 0, 0, 0, 8}, 5);                    /* array32 */
-    raw(&m, (const uint8_t[]){0xcf, 0, 0, 0, 0, 0, 0, 0, 1}, 9);        /* type u64 */
-    raw(&m, (const uint8_t[]){0xd3, 0, 0, 0, 0, 0, 0, 0, 1}, 9);        /* version int64 */
-    raw(&m, (const uint8_t[]){0xdb, 0, 0, 0, 7}, 5);                    /* str32 */
+    raw(&m, (const uint8_t[]){0xdd, 0, 0, 0, 8}, 5);             /* array32 */
+    raw(&m, (const uint8_t[]){0xcf, 0, 0, 0, 0, 0, 0, 0, 1}, 9); /* type u64 */
+    raw(&m, (const uint8_t[]){0xd3, 0, 0, 0, 0, 0, 0, 0, 1}, 9); /* version int64 */
+    raw(&m, (const uint8_t[]){0xdb, 0, 0, 0, 7}, 5);             /* str32 */
     raw(&m, (const uint8_t *)"mainnet", 7);
     raw(&m, (const uint8_t[]){0xc6, 0, 0, 0, 32}, 5); /* bin32 */
     raw(&m, id, sizeof id);
@@ -1193,9 +1191,9 @@ static void test_interop_msgpack_c(void **state)
         msgpack_unpacked u;
         msgpack_unpacked_init(&u);
         size_t off = 0;
-        assert_int_equal(msgpack_unpack_next(&u, (const char *)s[i].f.data + 4, s[i].f.len - 4,
-                                             &off),
-                         MSGPACK_UNPACK_SUCCESS);
+        assert_int_equal(
+            msgpack_unpack_next(&u, (const char *)s[i].f.data + 4, s[i].f.len - 4, &off),
+            MSGPACK_UNPACK_SUCCESS);
         assert_int_equal(off, s[i].f.len - 4);
         assert_int_equal(u.data.type, MSGPACK_OBJECT_ARRAY);
         assert_true(u.data.via.array.size >= 1);
@@ -1275,8 +1273,8 @@ static void test_write_seeds(void **state)
     write_file(fdir, "huge_len", huge_len, sizeof huge_len);
     write_file(fdir, "over_len", over_len, sizeof over_len);
     /* non-canonical but valid encodings, and a few hostile payloads */
-    static const uint8_t ping_long[] = {0xdd, 0, 0, 0, 2, 0xcf, 0, 0, 0, 0, 0, 0, 0, 3,
-                                        0xd3, 0, 0, 0, 0, 0, 0, 0, 9};
+    static const uint8_t ping_long[] = {0xdd, 0, 0,    0, 2, 0xcf, 0, 0, 0, 0, 0, 0,
+                                        0,    3, 0xd3, 0, 0, 0,    0, 0, 0, 0, 9};
     write_file(mdir, "ping_long_forms", ping_long, sizeof ping_long);
     for (size_t i = 0; i < sizeof HOSTILE / sizeof HOSTILE[0]; i += 6) {
         snprintf(name, sizeof name, "hostile_%02zu", i);
