@@ -1,0 +1,1424 @@
+#define _GNU_SOURCE /* memmem */
+/*
+ * Share tests: the canonical body codec and the reference's validation table,
+ * then the service with real RocksDB on disk, real node keys (PBKDF2 at the
+ * production count, created once per group), the real audit log, and real
+ * net_host instances talking over loopback. Every loop test runs under a
+ * deadline and ends with uv_loop_close() == 0.
+ */
+#include "dm_test.h"
+#include "groups.h"
+
+#include "crypto_hash.h"
+#include "crypto_rsa.h"
+#include "dm_buf.h"
+#include "dm_enc.h"
+#include "dm_err.h"
+#include "dm_log.h"
+#include "dm_util.h"
+#include "net_host.h"
+#include "net_msg.h"
+#include "node_audit.h"
+#include "node_keys.h"
+#include "node_share.h"
+#include "node_share_internal.h"
+#include "store.h"
+#include "store_keys.h"
+
+#include <uv.h>
+
+static const char PW[] = "share tests master password 0001";
+#define NKEYS 3
+
+/* one key manager per simulated node, created once (600 000 PBKDF2 iterations) */
+static struct {
+    char *dir;
+    store_t *store;
+    node_keys_t *km;
+    uint8_t id[32];
+} g_keys[NKEYS];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    dm_log_set_level(DM_LOG_ERROR);
+    for (int i = 0; i < NKEYS; i++) {
+        g_keys[i].dir = dm_test_mkdtemp("share-keys");
+        store_opts o = {.create = true};
+        if (store_open(&g_keys[i].store, g_keys[i].dir, &o))
+            return -1;
+        if (node_keys_create(&g_keys[i].km, g_keys[i].store, PW, strlen(PW),
+                             NODE_KEYS_MIN_ITERATIONS, 2048))
+            return -1;
+        if (dm_hex_decode(g_keys[i].id, 32, node_keys_node_id(g_keys[i].km), 64))
+            return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < NKEYS; i++) {
+        node_keys_close(g_keys[i].km);
+        store_close(g_keys[i].store);
+        dm_test_rmtree(g_keys[i].dir);
+        free(g_keys[i].dir);
+    }
+    return 0;
+}
+
+/* ================================================================ body codec */
+
+static uint8_t g_data[64];
+
+static void sample_fields(node_share_fields *f)
+{
+    memset(f, 0, sizeof *f);
+    for (int i = 0; i < 32; i++)
+        f->origin[i] = (uint8_t)(0xa0 + i);
+    f->seq = 7;
+    f->timestamp_ms = 1705312200123ull;
+    for (int i = 0; i < 20; i++)
+        f->recipient[i] = (uint8_t)(0x74 + i);
+    strcpy(f->amount, "1000000000000000000");
+    for (size_t i = 0; i < sizeof g_data; i++)
+        g_data[i] = (uint8_t)(i * 7);
+    f->data = g_data;
+    f->data_len = sizeof g_data;
+    crypto_sha256(f->data_hash, g_data, sizeof g_data);
+}
+
+static void test_body_roundtrip(void **state)
+{
+    (void)state;
+    node_share_fields f, g;
+    sample_fields(&f);
+    dm_buf b = DM_BUF_INIT, b2 = DM_BUF_INIT;
+    assert_int_equal(node_share_body_encode(&b, &f), DM_OK);
+    /* fixarray(8), format 1, bin8(32) origin ... */
+    assert_int_equal(b.data[0], 0x98);
+    assert_int_equal(b.data[1], 0x01);
+    assert_int_equal(b.data[2], 0xc4);
+    assert_int_equal(b.data[3], 32);
+    assert_int_equal(node_share_body_decode(b.data, b.len, &g), DM_OK);
+    assert_memory_equal(g.origin, f.origin, 32);
+    assert_int_equal(g.seq, f.seq);
+    assert_int_equal(g.timestamp_ms, f.timestamp_ms);
+    assert_memory_equal(g.recipient, f.recipient, 20);
+    assert_string_equal(g.amount, f.amount);
+    assert_int_equal(g.data_len, f.data_len);
+    assert_memory_equal(g.data, g_data, sizeof g_data);
+    assert_true(g.data >= b.data && g.data < b.data + b.len); /* borrows the body */
+    assert_memory_equal(g.data_hash, f.data_hash, 32);
+    uint8_t id[32];
+    crypto_sha256(id, b.data, b.len);
+    assert_memory_equal(g.id, id, 32);
+    /* canonical: re-encoding gives the same bytes */
+    assert_int_equal(node_share_body_encode(&b2, &g), DM_OK);
+    assert_int_equal(b2.len, b.len);
+    assert_memory_equal(b2.data, b.data, b.len);
+    /* large seq / timestamp use the shortest uint form and still round-trip */
+    f.seq = UINT64_MAX;
+    f.timestamp_ms = 0;
+    dm_buf_reset(&b);
+    assert_int_equal(node_share_body_encode(&b, &f), DM_OK);
+    assert_int_equal(node_share_body_decode(b.data, b.len, &g), DM_OK);
+    assert_int_equal(g.seq, UINT64_MAX);
+    assert_int_equal(g.timestamp_ms, 0);
+    /* empty data is allowed */
+    f.seq = 1;
+    f.data = NULL;
+    f.data_len = 0;
+    crypto_sha256(f.data_hash, "", 0);
+    dm_buf_reset(&b);
+    assert_int_equal(node_share_body_encode(&b, &f), DM_OK);
+    assert_int_equal(node_share_body_decode(b.data, b.len, &g), DM_OK);
+    assert_int_equal(g.data_len, 0);
+    /* peek reads the header only */
+    uint8_t o[32];
+    uint64_t seq;
+    assert_int_equal(node_share__body_peek(b.data, b.len, o, &seq), DM_OK);
+    assert_int_equal(seq, 1);
+    assert_memory_equal(o, f.origin, 32);
+    dm_buf_free(&b);
+    dm_buf_free(&b2);
+}
+
+/* A hand-written body writer so that each field's encoding can be chosen. */
+typedef struct {
+    int count;          /* array count */
+    int array16;        /* array header as array16 */
+    int format;         /* value of the format field */
+    int seq_wide;       /* seq as uint8 0xcc even though it fits a fixint */
+    int seq_signed;     /* seq as int8 0xd0 */
+    int origin_len;     /* bytes of origin */
+    int origin_str;     /* origin as str8 */
+    int amount_str8;    /* amount as str8 although it fits a fixstr */
+    int amount_bin;     /* amount as bin */
+    const char *amount; /* amount text */
+    int data_bin16;     /* data as bin16 although < 256 */
+    int bad_hash;       /* flip a bit of data_hash */
+    int trailing;       /* append one byte */
+    uint64_t seq;
+} body_spec;
+
+static void put_bin(dm_buf *b, const uint8_t *p, size_t n, int wide)
+{
+    if (wide) {
+        dm_buf_putc(b, 0xc5);
+        dm_buf_putc(b, (uint8_t)(n >> 8));
+        dm_buf_putc(b, (uint8_t)n);
+    } else {
+        dm_buf_putc(b, 0xc4);
+        dm_buf_putc(b, (uint8_t)n);
+    }
+    dm_buf_append(b, p, n);
+}
+
+static void mk_body(dm_buf *b, const body_spec *sp)
+{
+    node_share_fields f;
+    sample_fields(&f);
+    dm_buf_reset(b);
+    int count = sp->count ? sp->count : 8;
+    if (sp->array16) {
+        dm_buf_putc(b, 0xdc);
+        dm_buf_putc(b, 0);
+        dm_buf_putc(b, (uint8_t)count);
+    } else {
+        dm_buf_putc(b, (uint8_t)(0x90 | count));
+    }
+    dm_buf_putc(b, (uint8_t)(sp->format ? sp->format : 1));
+    int olen = sp->origin_len ? sp->origin_len : 32;
+    if (sp->origin_str) {
+        dm_buf_putc(b, 0xd9);
+        dm_buf_putc(b, (uint8_t)olen);
+        dm_buf_append(b, f.origin, (size_t)olen);
+    } else {
+        put_bin(b, f.origin, (size_t)olen, 0);
+    }
+    uint64_t seq = sp->seq ? sp->seq : 7;
+    if (sp->seq_wide) {
+        dm_buf_putc(b, 0xcc);
+        dm_buf_putc(b, (uint8_t)seq);
+    } else if (sp->seq_signed) {
+        dm_buf_putc(b, 0xd0);
+        dm_buf_putc(b, (uint8_t)seq);
+    } else if (sp->seq == UINT64_MAX) {
+        dm_buf_putc(b, 0x00); /* seq 0 */
+    } else {
+        dm_buf_putc(b, (uint8_t)seq);
+    }
+    /* timestamp as uint64 (1705312200123 needs 8 bytes: shortest) */
+    dm_buf_putc(b, 0xcf);
+    dm_buf_put_u64be(b, f.timestamp_ms);
+    put_bin(b, f.recipient, 20, 0);
+    const char *am = sp->amount ? sp->amount : f.amount;
+    size_t al = strlen(am);
+    if (sp->amount_bin) {
+        put_bin(b, (const uint8_t *)am, al, 0);
+    } else if (sp->amount_str8 || al >= 32) {
+        dm_buf_putc(b, 0xd9);
+        dm_buf_putc(b, (uint8_t)al);
+        dm_buf_append(b, am, al);
+    } else {
+        dm_buf_putc(b, (uint8_t)(0xa0 | al));
+        dm_buf_append(b, am, al);
+    }
+    if (count >= 7)
+        put_bin(b, g_data, sizeof g_data, sp->data_bin16);
+    uint8_t h[32];
+    memcpy(h, f.data_hash, 32);
+    if (sp->bad_hash)
+        h[5] ^= 1;
+    if (count >= 8)
+        put_bin(b, h, 32, 0);
+    if (count >= 9)
+        dm_buf_putc(b, 0x01);
+    if (sp->trailing)
+        dm_buf_putc(b, 0x00);
+}
+
+static int decode_spec(const body_spec *sp)
+{
+    dm_buf b = DM_BUF_INIT;
+    mk_body(&b, sp);
+    node_share_fields f;
+    memset(&f, 0x5a, sizeof f);
+    int rc = node_share_body_decode(b.data, b.len, &f);
+    dm_buf_free(&b);
+    return rc;
+}
+
+static void test_body_canonical(void **state)
+{
+    (void)state;
+    /* the hand-written default matches the real encoder byte for byte */
+    body_spec ok = {0};
+    dm_buf b = DM_BUF_INIT, e = DM_BUF_INIT;
+    mk_body(&b, &ok);
+    node_share_fields f;
+    sample_fields(&f);
+    assert_int_equal(node_share_body_encode(&e, &f), DM_OK);
+    assert_int_equal(b.len, e.len);
+    assert_memory_equal(b.data, e.data, b.len);
+    assert_int_equal(decode_spec(&ok), DM_OK);
+
+    assert_int_equal(decode_spec(&(body_spec){.seq_wide = 1}), DM_EPARSE);   /* non-shortest int */
+    assert_int_equal(decode_spec(&(body_spec){.seq_signed = 1}), DM_EPARSE); /* wrong int type */
+    assert_int_equal(decode_spec(&(body_spec){.count = 7}), DM_EPARSE);      /* field count */
+    assert_int_equal(decode_spec(&(body_spec){.count = 9}), DM_EPARSE);
+    assert_int_equal(decode_spec(&(body_spec){.array16 = 1}), DM_EPARSE); /* non-shortest array */
+    assert_int_equal(decode_spec(&(body_spec){.origin_str = 1}), DM_EPARSE); /* wrong type */
+    assert_int_equal(decode_spec(&(body_spec){.origin_len = 31}), DM_EPARSE);
+    assert_int_equal(decode_spec(&(body_spec){.amount_bin = 1}), DM_EPARSE);
+    assert_int_equal(decode_spec(&(body_spec){.amount_str8 = 1}), DM_EPARSE);
+    assert_int_equal(decode_spec(&(body_spec){.data_bin16 = 1}), DM_EPARSE); /* non-shortest bin */
+    assert_int_equal(decode_spec(&(body_spec){.bad_hash = 1}), DM_EINVAL); /* data_hash mismatch */
+    assert_int_equal(decode_spec(&(body_spec){.trailing = 1}), DM_EPARSE); /* trailing bytes */
+    assert_int_equal(decode_spec(&(body_spec){.format = 2}), DM_EINVAL);
+    assert_int_equal(decode_spec(&(body_spec){.seq = UINT64_MAX}), DM_EINVAL); /* seq 0 */
+    assert_int_equal(decode_spec(&(body_spec){.amount = "0"}), DM_ERANGE);
+    assert_int_equal(decode_spec(&(body_spec){.amount = "01"}), DM_EINVAL);
+    assert_int_equal(decode_spec(&(body_spec){.amount = "1000000000000000000000000000000"}),
+                     DM_ERANGE);
+
+    /* every truncation of a valid body is rejected, never read past the end */
+    for (size_t n = 0; n < e.len; n++) {
+        uint8_t *copy = malloc(n ? n : 1);
+        memcpy(copy, e.data, n);
+        node_share_fields g;
+        int rc = node_share_body_decode(copy, n, &g);
+        assert_true(rc == DM_EPARSE || rc == DM_ETOOBIG);
+        free(copy);
+    }
+    /* single-byte corruptions never decode to a different share with the same id */
+    for (size_t i = 0; i < e.len; i++) {
+        e.data[i] ^= 0x01;
+        node_share_fields g;
+        int rc = node_share_body_decode(e.data, e.len, &g);
+        if (rc == DM_OK) {
+            uint8_t id[32];
+            crypto_sha256(id, e.data, e.len);
+            assert_memory_equal(g.id, id, 32);
+        }
+        e.data[i] ^= 0x01;
+    }
+    dm_buf_free(&b);
+    dm_buf_free(&e);
+}
+
+static void test_body_encode_checks(void **state)
+{
+    (void)state;
+    node_share_fields f;
+    dm_buf b = DM_BUF_INIT;
+    sample_fields(&f);
+    f.seq = 0;
+    assert_int_equal(node_share_body_encode(&b, &f), DM_EINVAL);
+    sample_fields(&f);
+    f.data_hash[0] ^= 1;
+    assert_int_equal(node_share_body_encode(&b, &f), DM_EINVAL);
+    sample_fields(&f);
+    strcpy(f.amount, "-1");
+    assert_int_equal(node_share_body_encode(&b, &f), DM_EINVAL);
+    assert_int_equal(b.len, 0);
+
+    /* data: 1 MiB accepted, 1 MiB + 1 rejected (encode and decode) */
+    size_t mib = (size_t)1 << 20;
+    uint8_t *big = malloc(mib + 1);
+    for (size_t i = 0; i <= mib; i++)
+        big[i] = (uint8_t)(i * 31 + 7);
+    sample_fields(&f);
+    f.data = big;
+    f.data_len = mib;
+    crypto_sha256(f.data_hash, big, mib);
+    assert_int_equal(node_share_body_encode(&b, &f), DM_OK);
+    node_share_fields g;
+    assert_int_equal(node_share_body_decode(b.data, b.len, &g), DM_OK);
+    assert_int_equal(g.data_len, mib);
+    f.data_len = mib + 1;
+    crypto_sha256(f.data_hash, big, mib + 1);
+    dm_buf_reset(&b);
+    assert_int_equal(node_share_body_encode(&b, &f), DM_ETOOBIG);
+    /* a hand-made body with 1 MiB + 1 of data */
+    dm_buf_reset(&b);
+    dm_buf_putc(&b, 0x98);
+    dm_buf_putc(&b, 0x01);
+    put_bin(&b, f.origin, 32, 0);
+    dm_buf_putc(&b, 0x07);
+    dm_buf_putc(&b, 0x05);
+    put_bin(&b, f.recipient, 20, 0);
+    dm_buf_putc(&b, 0xa1);
+    dm_buf_putc(&b, '5');
+    dm_buf_putc(&b, 0xc6);
+    dm_buf_put_u32be(&b, (uint32_t)(mib + 1));
+    dm_buf_append(&b, big, mib + 1);
+    put_bin(&b, f.data_hash, 32, 0);
+    assert_int_equal(node_share_body_decode(b.data, b.len, &g), DM_ETOOBIG);
+    free(big);
+    dm_buf_free(&b);
+}
+
+static void test_validation_table(void **state)
+{
+    (void)state;
+    uint8_t r[20];
+    const char *good_rcpt[] = {
+        "0x742d35Cc6634C0532925a3b844Bc454e4438f44e", "0x0000000000000000000000000000000000000000",
+        "0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF", "0xabcdefABCDEF0123456789abcdefABCDEF012345"};
+    for (size_t i = 0; i < DM_ARRAY_LEN(good_rcpt); i++)
+        assert_int_equal(node_share_parse_recipient(good_rcpt[i], strlen(good_rcpt[i]), r), DM_OK);
+    assert_int_equal(r[0], 0xab);
+    assert_int_equal(r[19], 0x45);
+    const char *bad_rcpt[] = {
+        "",
+        "0x",
+        "742d35Cc6634C0532925a3b844Bc454e4438f44e",     /* no prefix */
+        "0X742d35Cc6634C0532925a3b844Bc454e4438f44e",   /* upper-case X */
+        "0x742d35Cc6634C0532925a3b844Bc454e4438f44",    /* 39 hex */
+        "0x742d35Cc6634C0532925a3b844Bc454e4438f44e0",  /* 41 hex */
+        "0x742d35Cc6634C0532925a3b844Bc454e4438f44g",   /* not hex */
+        " 0x742d35Cc6634C0532925a3b844Bc454e4438f44e",  /* space */
+        "0x742d35Cc6634C0532925a3b844Bc454e4438f44e\n", /* trailing newline */
+        "0x742d35Cc6634C0532925a3b844Bc454e4438f4 e",
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(bad_rcpt); i++)
+        assert_int_equal(node_share_parse_recipient(bad_rcpt[i], strlen(bad_rcpt[i]), r),
+                         DM_EINVAL);
+    /* an embedded NUL is not hex */
+    assert_int_equal(
+        node_share_parse_recipient("0x742d35Cc6634C0532925a3b844Bc454e4438f4\0e", 42, r),
+        DM_EINVAL);
+
+    struct {
+        const char *a;
+        int rc;
+    } amounts[] = {
+        {"1", DM_OK},
+        {"42", DM_OK},
+        {"999999999999999999999999999999", DM_OK}, /* 10^30 - 1: 30 nines */
+        {"100000000000000000000000000000", DM_OK}, /* 10^29 */
+        {"0", DM_ERANGE},
+        {"1000000000000000000000000000000", DM_ERANGE}, /* 10^30 */
+        {"9999999999999999999999999999999", DM_ERANGE}, /* 31 digits */
+        {"12345678901234567890123456789012345678901234567890", DM_ERANGE},
+        {"", DM_EINVAL},
+        {"01", DM_EINVAL}, /* leading zero */
+        {"00", DM_EINVAL},
+        {"-1", DM_EINVAL}, /* sign */
+        {"+1", DM_EINVAL},
+        {"1.0", DM_EINVAL}, /* decimal point */
+        {"1.", DM_EINVAL},
+        {".5", DM_EINVAL},
+        {"1e3", DM_EINVAL}, /* exponent */
+        {" 1", DM_EINVAL},  /* spaces */
+        {"1 ", DM_EINVAL},
+        {"1 000", DM_EINVAL},
+        {"0x10", DM_EINVAL},
+        {"１", DM_EINVAL}, /* full-width digit */
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(amounts); i++) {
+        int rc = node_share_check_amount(amounts[i].a, strlen(amounts[i].a));
+        if (rc != amounts[i].rc)
+            fail_msg("amount \"%s\": got %d, want %d", amounts[i].a, rc, amounts[i].rc);
+    }
+    assert_int_equal(node_share_check_amount("12", 1), DM_OK); /* length is honoured */
+    assert_int_equal(node_share_check_amount("1\0", 2), DM_EINVAL);
+
+    uint8_t h[32];
+    const char *hx = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    assert_int_equal(node_share_parse_hash(hx, 64, h), DM_OK);
+    assert_int_equal(h[0], 0xe3);
+    assert_int_equal(h[31], 0x55);
+    const char *HX = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+    assert_int_equal(node_share_parse_hash(HX, 64, h), DM_OK);
+    assert_int_equal(node_share_parse_hash(hx, 63, h), DM_EINVAL);
+    char h65[66];
+    snprintf(h65, sizeof h65, "%s0", hx);
+    assert_int_equal(node_share_parse_hash(h65, 65, h), DM_EINVAL);
+    char hbad[65];
+    memcpy(hbad, hx, 65);
+    hbad[10] = 'g';
+    assert_int_equal(node_share_parse_hash(hbad, 64, h), DM_EINVAL);
+    char h0x[67];
+    snprintf(h0x, sizeof h0x, "0x%.62s", hx);
+    assert_int_equal(node_share_parse_hash(h0x, 64, h), DM_EINVAL);
+    assert_int_equal(node_share_parse_hash("", 0, h), DM_EINVAL);
+}
+
+static void test_record_codec(void **state)
+{
+    (void)state;
+    dm_buf b = DM_BUF_INIT;
+    uint8_t sealed[300], sig[256];
+    for (size_t i = 0; i < sizeof sealed; i++)
+        sealed[i] = (uint8_t)i;
+    memset(sig, 0x33, sizeof sig);
+    assert_int_equal(node_share__record_encode(&b, sealed, sizeof sealed, sig, sizeof sig, 12345),
+                     DM_OK);
+    const uint8_t *s1, *s2;
+    size_t n1, n2;
+    uint64_t ms;
+    assert_int_equal(node_share__record_decode(b.data, b.len, &s1, &n1, &s2, &n2, &ms), DM_OK);
+    assert_int_equal(n1, sizeof sealed);
+    assert_memory_equal(s1, sealed, sizeof sealed);
+    assert_int_equal(n2, sizeof sig);
+    assert_int_equal(ms, 12345);
+    assert_int_equal(node_share__record_decode(b.data, b.len - 1, &s1, &n1, &s2, &n2, &ms),
+                     DM_ECORRUPT);
+    dm_buf_putc(&b, 0);
+    assert_int_equal(node_share__record_decode(b.data, b.len, &s1, &n1, &s2, &n2, &ms),
+                     DM_ECORRUPT);
+    dm_buf_free(&b);
+}
+
+/* ================================================================ service harness */
+
+#define MAXPEERS 8
+
+typedef struct tnode {
+    int k; /* key set */
+    char *dir;
+    store_t *store;
+    node_audit_t *audit;
+    net_host_t *host;
+    node_share_svc_t *svc;
+    net_peer_t *peers[MAXPEERS];
+    size_t npeers;
+    bool svc_closed, host_closed;
+    uint16_t port;
+} tnode;
+
+static void h_ready(net_peer_t *p, void *arg)
+{
+    tnode *n = arg;
+    if (n->npeers < MAXPEERS)
+        n->peers[n->npeers++] = p;
+    if (n->svc)
+        node_share_on_peer_ready(n->svc, p);
+}
+
+static void h_closed(net_peer_t *p, void *arg)
+{
+    tnode *n = arg;
+    for (size_t i = 0; i < n->npeers; i++)
+        if (n->peers[i] == p) {
+            n->peers[i] = n->peers[--n->npeers];
+            break;
+        }
+    if (n->svc)
+        node_share_on_peer_closed(n->svc, p);
+}
+
+static void h_message(net_peer_t *p, const net_msg *m, const uint8_t *frame, size_t len, void *arg)
+{
+    tnode *n = arg;
+    if (n->svc)
+        node_share_on_message(n->svc, p, m, frame, len);
+}
+
+static const char *NET_ID = "dm-share-test";
+
+typedef struct {
+    int k;
+    bool with_host;
+    const tnode *bootstrap; /* dial this node */
+    uint32_t max_in, max_out;
+    uint32_t sync_page;
+    size_t max_pending;
+    const char *dir; /* reuse an existing store directory */
+} node_cfg;
+
+static void node_open_store(tnode *n)
+{
+    store_opts so = {.create = true};
+    assert_int_equal(store_open(&n->store, n->dir, &so), DM_OK);
+    assert_int_equal(node_audit_open(&n->audit, n->store), DM_OK);
+}
+
+static void node_start(uv_loop_t *loop, tnode *n, const node_cfg *c)
+{
+    memset(n, 0, sizeof *n);
+    n->k = c->k;
+    n->dir = c->dir ? strdup(c->dir) : dm_test_mkdtemp("share-node");
+    node_open_store(n);
+    if (c->with_host) {
+        net_host_opts ho;
+        net_host_opts_default(&ho);
+        ho.network_id = NET_ID;
+        ho.key = node_keys_rsa(g_keys[c->k].km);
+        snprintf(ho.listen.host, sizeof ho.listen.host, "127.0.0.1");
+        ho.listen.port = 0;
+        ho.ban_threshold = 100000; /* one loopback address: never ban it */
+        ho.reconnect_min_ms = 50;
+        ho.reconnect_max_ms = 200;
+        net_addr boot;
+        if (c->bootstrap) {
+            snprintf(boot.host, sizeof boot.host, "127.0.0.1");
+            boot.port = c->bootstrap->port;
+            ho.bootstrap = &boot;
+            ho.bootstrap_len = 1;
+        }
+        if (c->max_in || c->max_out) {
+            ho.max_inbound = c->max_in == UINT32_MAX ? 0 : c->max_in;
+            ho.max_outbound = c->max_out == UINT32_MAX ? 0 : c->max_out;
+        }
+        net_host_cbs cbs = {h_ready, h_closed, h_message};
+        assert_int_equal(net_host_create(&n->host, loop, &ho, &cbs, n), DM_OK);
+    }
+    node_share_opts so;
+    node_share_opts_default(&so);
+    so.loop = loop;
+    so.store = n->store;
+    so.keys = g_keys[c->k].km;
+    so.audit = n->audit;
+    so.host = n->host;
+    so.sync_interval_ms = 200;
+    if (c->sync_page)
+        so.sync_page = c->sync_page;
+    if (c->max_pending)
+        so.max_pending = c->max_pending;
+    assert_int_equal(node_share_svc_create(&n->svc, &so), DM_OK);
+    if (n->host) {
+        assert_int_equal(net_host_start(n->host), DM_OK);
+        n->port = net_host_listen_port(n->host);
+        assert_true(n->port > 0);
+    }
+}
+
+static void on_host_closed(void *arg)
+{
+    tnode *n = arg;
+    n->host_closed = true;
+    n->host = NULL;
+}
+
+static void on_svc_closed(void *arg)
+{
+    tnode *n = arg;
+    n->svc_closed = true;
+    n->svc = NULL;
+    if (n->host)
+        net_host_close(n->host, on_host_closed, n);
+    else
+        n->host_closed = true;
+}
+
+/* ---- running the loop under a deadline ---- */
+
+typedef bool (*pred_fn)(void *ctx);
+typedef struct {
+    uv_timer_t t;
+    pred_fn p;
+    void *ctx;
+    uint64_t deadline;
+    bool ok;
+} waiter;
+
+static void waiter_cb(uv_timer_t *t)
+{
+    waiter *w = t->data;
+    if (w->p(w->ctx)) {
+        w->ok = true;
+        uv_stop(t->loop);
+    } else if (uv_now(t->loop) >= w->deadline) {
+        uv_stop(t->loop);
+    }
+}
+
+static void waiter_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static bool run_until(uv_loop_t *loop, pred_fn p, void *ctx, uint64_t ms)
+{
+    static waiter w;
+    memset(&w, 0, sizeof w);
+    w.p = p;
+    w.ctx = ctx;
+    uv_update_time(loop);
+    w.deadline = uv_now(loop) + ms;
+    uv_timer_init(loop, &w.t);
+    w.t.data = &w;
+    uv_timer_start(&w.t, waiter_cb, 2, 2);
+    if (p(ctx))
+        w.ok = true;
+    else
+        uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&w.t, waiter_closed);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return w.ok;
+}
+
+typedef struct {
+    tnode *n;
+    size_t count;
+} nodes_t;
+
+static bool all_closed(void *ctx)
+{
+    nodes_t *ns = ctx;
+    for (size_t i = 0; i < ns->count; i++)
+        if (!ns->n[i].svc_closed || !ns->n[i].host_closed)
+            return false;
+    return true;
+}
+
+/* Close services, then hosts; close stores; remove directories unless kept. */
+static void nodes_stop(uv_loop_t *loop, tnode *n, size_t count, bool keep_dirs)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (n[i].svc)
+            node_share_svc_close(n[i].svc, on_svc_closed, &n[i]);
+        else if (!n[i].svc_closed)
+            on_svc_closed(&n[i]);
+    }
+    nodes_t ns = {n, count};
+    assert_true(run_until(loop, all_closed, &ns, 20000));
+    for (size_t i = 0; i < count; i++) {
+        node_audit_close(n[i].audit);
+        store_close(n[i].store);
+        if (!keep_dirs)
+            dm_test_rmtree(n[i].dir);
+        free(n[i].dir);
+        n[i].dir = NULL;
+    }
+}
+
+static void loop_finish(uv_loop_t *loop)
+{
+    /* let any remaining close callbacks run, then the loop must be empty */
+    uv_run(loop, UV_RUN_NOWAIT);
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
+/* ---- submissions ---- */
+
+typedef struct {
+    tnode *n;
+    int status;
+    bool done;
+    bool readable_at_ack; /* the share could be read when the receipt arrived */
+    node_share_receipt r;
+} sub_t;
+
+static size_t g_acked, g_failed;
+
+static void on_sub(int status, const node_share_receipt *r, void *arg)
+{
+    sub_t *s = arg;
+    assert_false(s->done);
+    s->done = true;
+    s->status = status;
+    if (status == DM_OK) {
+        g_acked++;
+        s->r = *r;
+        node_share_record rec;
+        s->readable_at_ack = node_share_read(s->n->svc, r->id, &rec) == DM_OK;
+        if (s->readable_at_ack)
+            node_share_record_free(&rec);
+    } else {
+        g_failed++;
+    }
+}
+
+static const uint8_t RCPT[20] = {0x74, 0x2d, 0x35, 0xcc, 0x66, 0x34, 0xc0, 0x53, 0x29, 0x25,
+                                 0xa3, 0xb8, 0x44, 0xbc, 0x45, 0x4e, 0x44, 0x38, 0xf4, 0x4e};
+
+static void payload(uint8_t *buf, size_t n, size_t i)
+{
+    for (size_t k = 0; k < n; k++)
+        buf[k] = (uint8_t)(k * 13 + i * 7 + (i >> 8));
+    if (n >= 8)
+        memcpy(buf, &i, sizeof i < n ? sizeof i : n);
+}
+
+/* Submit `count` shares of `size` bytes on `n`; subs must hold count entries. */
+static void submit_many(tnode *n, sub_t *subs, size_t count, size_t size)
+{
+    uint8_t *buf = malloc(size ? size : 1);
+    for (size_t i = 0; i < count; i++) {
+        payload(buf, size, i);
+        subs[i].n = n;
+        char amount[32];
+        snprintf(amount, sizeof amount, "%zu", i + 1);
+        assert_int_equal(node_share_submit(n->svc, RCPT, amount, buf, size, on_sub, &subs[i]),
+                         DM_OK);
+    }
+    free(buf);
+}
+
+typedef struct {
+    sub_t *subs;
+    size_t count;
+} subs_t;
+
+static bool subs_done(void *ctx)
+{
+    subs_t *s = ctx;
+    for (size_t i = 0; i < s->count; i++)
+        if (!s->subs[i].done)
+            return false;
+    return true;
+}
+
+typedef struct {
+    tnode *n;
+    uint64_t stored;
+} stored_t;
+
+static bool has_stored(void *ctx)
+{
+    stored_t *s = ctx;
+    node_share_stats st;
+    node_share_get_stats(s->n->svc, &st);
+    return st.stored >= s->stored && st.pending_commit == 0 && st.pending_verify == 0;
+}
+
+typedef struct {
+    tnode *n;
+    size_t count;
+    size_t peers;
+} peers_t;
+
+static bool peers_ready(void *ctx)
+{
+    peers_t *p = ctx;
+    for (size_t i = 0; i < p->count; i++)
+        if (p->n[i].npeers < p->peers)
+            return false;
+    return true;
+}
+
+static node_share_stats stats_of(const tnode *n)
+{
+    node_share_stats st;
+    node_share_get_stats(n->svc, &st);
+    return st;
+}
+
+static uint64_t hwm_for(const tnode *n, const uint8_t origin[32])
+{
+    node_share_origin_info info[16];
+    size_t k = node_share_origins(n->svc, info, 16);
+    for (size_t i = 0; i < k; i++)
+        if (!memcmp(info[i].origin, origin, 32))
+            return info[i].hwm;
+    return 0;
+}
+
+/* ================================================================ service tests */
+
+static void test_svc_local_commit(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    tnode n[1];
+    node_start(&loop, &n[0], &(node_cfg){.k = 0});
+    char *dir = strdup(n[0].dir);
+
+    enum { N = 60 };
+    sub_t subs[N];
+    memset(subs, 0, sizeof subs);
+    g_acked = g_failed = 0;
+    submit_many(&n[0], subs, N, 100);
+    /* nothing is acknowledged or stored before the loop has committed it */
+    assert_int_equal(g_acked, 0);
+    node_share_stats st = stats_of(&n[0]);
+    assert_int_equal(st.pending_local, N);
+    assert_int_equal(st.stored, 0);
+    subs_t sw = {subs, N};
+    assert_true(run_until(&loop, subs_done, &sw, 30000));
+    assert_int_equal(g_acked, N);
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(subs[i].status, DM_OK);
+        assert_true(subs[i].readable_at_ack);
+        assert_int_equal(subs[i].r.seq, i + 1); /* per-origin seq, in submission order */
+        uint8_t d[100], h[32];
+        payload(d, sizeof d, i);
+        crypto_sha256(h, d, sizeof d);
+        assert_memory_equal(subs[i].r.data_hash, h, 32);
+    }
+    st = stats_of(&n[0]);
+    assert_int_equal(st.stored, N);
+    assert_int_equal(st.local_submitted, N);
+    assert_int_equal(st.pending_local, 0);
+    assert_int_equal(hwm_for(&n[0], g_keys[0].id), N);
+    nodes_stop(&loop, n, 1, true);
+    loop_finish(&loop);
+
+    /* reopen: every acknowledged share is there, decrypts and verifies */
+    assert_int_equal(uv_loop_init(&loop), 0);
+    node_start(&loop, &n[0], &(node_cfg){.k = 0, .dir = dir});
+    st = stats_of(&n[0]);
+    assert_int_equal(st.stored, N);
+    assert_int_equal(hwm_for(&n[0], g_keys[0].id), N);
+    const crypto_rsa_t *key = node_keys_rsa(g_keys[0].km);
+    for (size_t i = 0; i < N; i++) {
+        node_share_record rec;
+        assert_int_equal(node_share_read(n[0].svc, subs[i].r.id, &rec), DM_OK);
+        assert_memory_equal(rec.f.id, subs[i].r.id, 32);
+        assert_memory_equal(rec.f.origin, g_keys[0].id, 32);
+        assert_int_equal(rec.f.seq, i + 1);
+        assert_int_equal(rec.f.data_len, 100);
+        uint8_t d[100];
+        payload(d, sizeof d, i);
+        assert_memory_equal(rec.f.data, d, 100);
+        char amount[32];
+        snprintf(amount, sizeof amount, "%zu", i + 1);
+        assert_string_equal(rec.f.amount, amount);
+        assert_memory_equal(rec.f.recipient, RCPT, 20);
+        assert_int_equal(
+            crypto_rsa_verify(key, rec.body.data, rec.body.len, rec.sig.data, rec.sig.len), DM_OK);
+        node_share_record_free(&rec);
+    }
+    /* list pages by origin and seq */
+    uint8_t ids[25][32];
+    uint64_t seqs[25];
+    size_t cnt;
+    assert_int_equal(node_share_list(n[0].svc, g_keys[0].id, 0, 25, ids, seqs, &cnt), DM_OK);
+    assert_int_equal(cnt, 25);
+    assert_int_equal(seqs[0], 1);
+    assert_memory_equal(ids[0], subs[0].r.id, 32);
+    assert_int_equal(node_share_list(n[0].svc, g_keys[0].id, 50, 25, ids, seqs, &cnt), DM_OK);
+    assert_int_equal(cnt, 10);
+    assert_int_equal(seqs[0], 51);
+    assert_int_equal(seqs[9], 60);
+    assert_int_equal(node_share_list(n[0].svc, g_keys[1].id, 0, 25, ids, seqs, &cnt), DM_OK);
+    assert_int_equal(cnt, 0);
+    uint8_t missing[32] = {1};
+    node_share_record rec;
+    assert_int_equal(node_share_read(n[0].svc, missing, &rec), DM_ENOTFOUND);
+
+    /* numbering continues after a restart */
+    sub_t more[3];
+    memset(more, 0, sizeof more);
+    submit_many(&n[0], more, 3, 10);
+    subs_t mw = {more, 3};
+    assert_true(run_until(&loop, subs_done, &mw, 20000));
+    assert_int_equal(more[0].r.seq, N + 1);
+    assert_int_equal(more[2].r.seq, N + 3);
+    nodes_stop(&loop, n, 1, true);
+    loop_finish(&loop);
+
+    /* one audit entry per local share, the chain intact */
+    store_t *s = NULL;
+    store_opts so = {.create = false};
+    assert_int_equal(store_open(&s, dir, &so), DM_OK);
+    uint64_t entries = 0, bad = 0;
+    assert_int_equal(node_audit_verify(s, &entries, &bad), DM_OK);
+    assert_int_equal(entries, N + 3);
+    /* and one outbox entry per share, carrying the reference's event */
+    store_iter_t *it;
+    assert_int_equal(store_iter_create(&it, s, STORE_CF_OUTBOX, NULL, 0, NULL, 0), DM_OK);
+    const uint8_t *k, *v;
+    size_t kl, vl, outbox = 0;
+    while (store_iter_next(it, &k, &kl, &v, &vl)) {
+        json_t *j = json_loadb((const char *)v, vl, 0, NULL);
+        assert_non_null(j);
+        json_t *ev = json_object_get(j, "event");
+        assert_string_equal(json_string_value(json_object_get(ev, "event_type")), "data_share");
+        assert_int_equal(json_string_length(json_object_get(ev, "data_hash")), 64);
+        assert_int_equal(json_string_length(json_object_get(ev, "share_id")), 64);
+        assert_string_equal(json_string_value(json_object_get(ev, "origin")),
+                            node_keys_node_id(g_keys[0].km));
+        assert_string_equal(json_string_value(json_object_get(ev, "recipient")),
+                            "0x742d35cc6634c0532925a3b844bc454e4438f44e");
+        assert_true(json_is_integer(json_object_get(ev, "timestamp")));
+        json_decref(j);
+        outbox++;
+    }
+    assert_int_equal(store_iter_status(it), DM_OK);
+    store_iter_destroy(it);
+    assert_int_equal(outbox, N + 3);
+    store_close(s);
+    dm_test_rmtree(dir);
+    free(dir);
+}
+
+static bool contains_marker(const uint8_t *p, size_t n, const uint8_t *m, size_t mlen)
+{
+    return n >= mlen && memmem(p, n, m, mlen) != NULL;
+}
+
+static void test_svc_encrypted_at_rest(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    tnode n[1];
+    node_start(&loop, &n[0], &(node_cfg){.k = 1});
+    char *dir = strdup(n[0].dir);
+    static const char MARK[] = "PLAINTEXT-PAYLOAD-MUST-NOT-BE-STORED-0123456789";
+    size_t mlen = strlen(MARK);
+    enum { N = 5 };
+    sub_t subs[N];
+    memset(subs, 0, sizeof subs);
+    for (size_t i = 0; i < N; i++) {
+        uint8_t data[400];
+        for (size_t k = 0; k + mlen <= sizeof data; k += mlen)
+            memcpy(data + k, MARK, mlen);
+        subs[i].n = &n[0];
+        assert_int_equal(
+            node_share_submit(n[0].svc, RCPT, "5", data, sizeof data, on_sub, &subs[i]), DM_OK);
+    }
+    subs_t sw = {subs, N};
+    assert_true(run_until(&loop, subs_done, &sw, 20000));
+    /* readable through the service */
+    node_share_record rec;
+    assert_int_equal(node_share_read(n[0].svc, subs[0].r.id, &rec), DM_OK);
+    assert_true(contains_marker(rec.f.data, rec.f.data_len, (const uint8_t *)MARK, mlen));
+    node_share_record_free(&rec);
+    /* but no raw value in any column family holds the payload */
+    for (int cf = 0; cf < STORE_CF__COUNT; cf++) {
+        store_iter_t *it;
+        assert_int_equal(store_iter_create(&it, n[0].store, (store_cf)cf, NULL, 0, NULL, 0), DM_OK);
+        const uint8_t *k, *v;
+        size_t kl, vl;
+        size_t seen = 0;
+        while (store_iter_next(it, &k, &kl, &v, &vl)) {
+            assert_false(contains_marker(v, vl, (const uint8_t *)MARK, mlen));
+            assert_false(contains_marker(k, kl, (const uint8_t *)MARK, mlen));
+            seen++;
+        }
+        store_iter_destroy(it);
+        if (cf == STORE_CF_SHARES)
+            assert_int_equal(seen, N);
+    }
+    nodes_stop(&loop, n, 1, true);
+    loop_finish(&loop);
+    /* nor any file RocksDB wrote (WAL, SST, manifest) */
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    size_t files = 0;
+    while ((e = readdir(d))) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (stat(path, &sb) || !S_ISREG(sb.st_mode))
+            continue;
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        uint8_t *buf = malloc((size_t)sb.st_size + 1);
+        size_t got = fread(buf, 1, (size_t)sb.st_size, f);
+        fclose(f);
+        assert_false(contains_marker(buf, got, (const uint8_t *)MARK, mlen));
+        free(buf);
+        files++;
+    }
+    closedir(d);
+    assert_true(files > 0);
+    dm_test_rmtree(dir);
+    free(dir);
+}
+
+static void test_svc_limits_and_close(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    tnode n[1];
+    node_start(&loop, &n[0], &(node_cfg){.k = 2, .max_pending = 4});
+    sub_t subs[6];
+    memset(subs, 0, sizeof subs);
+    g_acked = g_failed = 0;
+    uint8_t d[16] = {1, 2, 3};
+    for (int i = 0; i < 4; i++) {
+        subs[i].n = &n[0];
+        assert_int_equal(node_share_submit(n[0].svc, RCPT, "7", d, sizeof d, on_sub, &subs[i]),
+                         DM_OK);
+    }
+    /* a burst beyond max_pending is refused at once */
+    assert_int_equal(node_share_submit(n[0].svc, RCPT, "7", d, sizeof d, on_sub, &subs[4]),
+                     DM_ELIMIT);
+    /* invalid input is refused before anything is queued */
+    assert_int_equal(node_share_submit(n[0].svc, RCPT, "0", d, sizeof d, on_sub, &subs[5]),
+                     DM_ERANGE);
+    assert_int_equal(node_share_submit(n[0].svc, RCPT, "1.5", d, sizeof d, on_sub, &subs[5]),
+                     DM_EINVAL);
+    uint8_t *big = calloc(1, ((size_t)1 << 20) + 1);
+    assert_int_equal(
+        node_share_submit(n[0].svc, RCPT, "1", big, ((size_t)1 << 20) + 1, on_sub, &subs[5]),
+        DM_ETOOBIG);
+    free(big);
+    subs_t sw = {subs, 4};
+    assert_true(run_until(&loop, subs_done, &sw, 20000));
+    assert_int_equal(g_acked, 4);
+    assert_false(subs[4].done);
+
+    /* closing with submissions in flight: each gets exactly one answer, and
+     * whatever was acknowledged is in the store */
+    sub_t late[4];
+    memset(late, 0, sizeof late);
+    for (int i = 0; i < 4; i++) {
+        late[i].n = &n[0];
+        assert_int_equal(node_share_submit(n[0].svc, RCPT, "9", d, sizeof d, on_sub, &late[i]),
+                         DM_OK);
+    }
+    node_share_svc_t *svc = n[0].svc;
+    node_share_svc_close(svc, on_svc_closed, &n[0]);
+    assert_int_equal(node_share_submit(svc, RCPT, "9", d, sizeof d, on_sub, &subs[5]), DM_ECLOSED);
+    nodes_t ns = {n, 1};
+    assert_true(run_until(&loop, all_closed, &ns, 20000));
+    for (int i = 0; i < 4; i++) {
+        assert_true(late[i].done);
+        assert_true(late[i].status == DM_OK || late[i].status == DM_ECLOSED);
+    }
+    nodes_stop(&loop, n, 1, false);
+    loop_finish(&loop);
+}
+
+/* ---- two or more nodes over loopback ---- */
+
+static void frame_of_share(node_share_svc_t *svc, const uint8_t id[32], dm_buf *frame)
+{
+    node_share_record rec;
+    assert_int_equal(node_share_read(svc, id, &rec), DM_OK);
+    assert_int_equal(
+        net_msg_encode_share(frame, rec.body.data, rec.body.len, rec.sig.data, rec.sig.len), DM_OK);
+    node_share_record_free(&rec);
+}
+
+typedef struct {
+    tnode *n;
+    uint64_t invalid, conflicts, duplicates;
+} counts_t;
+
+static bool counts_reached(void *ctx)
+{
+    counts_t *c = ctx;
+    node_share_stats st = stats_of(c->n);
+    return st.invalid >= c->invalid && st.conflicts >= c->conflicts &&
+           st.duplicates >= c->duplicates && st.pending_verify == 0 && st.pending_commit == 0;
+}
+
+static void test_svc_gossip_pair(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    tnode n[2];
+    node_start(&loop, &n[0], &(node_cfg){.k = 0, .with_host = true});
+    node_start(&loop, &n[1], &(node_cfg){.k = 1, .with_host = true, .bootstrap = &n[0]});
+    peers_t pw = {n, 2, 1};
+    assert_true(run_until(&loop, peers_ready, &pw, 10000));
+
+    enum { N = 200 };
+    sub_t *subs = calloc(N, sizeof *subs);
+    g_acked = g_failed = 0;
+    submit_many(&n[0], subs, N, 1024);
+    subs_t sw = {subs, N};
+    assert_true(run_until(&loop, subs_done, &sw, 30000));
+    stored_t sb = {&n[1], N};
+    assert_true(run_until(&loop, has_stored, &sb, 30000));
+    node_share_stats a = stats_of(&n[0]), b = stats_of(&n[1]);
+    assert_int_equal(b.stored, N);
+    assert_int_equal(b.verify_calls, N); /* one verification per share */
+    assert_int_equal(b.invalid, 0);
+    assert_int_equal(b.conflicts, 0);
+    assert_int_equal(a.relayed, N);      /* the origin sends each once */
+    assert_int_equal(a.verify_calls, 0); /* and never verifies its own */
+    assert_int_equal(hwm_for(&n[1], g_keys[0].id), N);
+    /* B holds the same share bytes (body and signature) as A */
+    for (size_t i = 0; i < N; i += 37) {
+        node_share_record ra, rb;
+        assert_int_equal(node_share_read(n[0].svc, subs[i].r.id, &ra), DM_OK);
+        assert_int_equal(node_share_read(n[1].svc, subs[i].r.id, &rb), DM_OK);
+        assert_int_equal(ra.body.len, rb.body.len);
+        assert_memory_equal(ra.body.data, rb.body.data, ra.body.len);
+        assert_memory_equal(ra.sig.data, rb.sig.data, ra.sig.len);
+        node_share_record_free(&ra);
+        node_share_record_free(&rb);
+    }
+
+    /* replaying every share is dropped as a duplicate before any crypto */
+    assert_int_equal(n[0].npeers, 1);
+    net_peer_t *ab = n[0].peers[0];
+    for (size_t i = 0; i < N; i++) {
+        dm_buf f = DM_BUF_INIT;
+        frame_of_share(n[0].svc, subs[i].r.id, &f);
+        assert_int_equal(net_peer_send_bytes(ab, f.data, f.len), DM_OK);
+        dm_buf_free(&f);
+    }
+    counts_t c = {&n[1], 0, 0, b.duplicates + N};
+    assert_true(run_until(&loop, counts_reached, &c, 10000));
+    node_share_stats b2 = stats_of(&n[1]);
+    assert_int_equal(b2.verify_calls, N);
+    assert_int_equal(b2.duplicates, b.duplicates + N);
+    assert_int_equal(b2.stored, N);
+
+    /* a conflicting body for an (origin, seq) B holds, validly signed by A:
+     * rejected before verification, scored, not stored */
+    node_share_fields f;
+    memset(&f, 0, sizeof f);
+    memcpy(f.origin, g_keys[0].id, 32);
+    f.seq = 5;
+    f.timestamp_ms = 1;
+    memcpy(f.recipient, RCPT, 20);
+    strcpy(f.amount, "3");
+    uint8_t pd[10] = {9, 9, 9};
+    f.data = pd;
+    f.data_len = sizeof pd;
+    crypto_sha256(f.data_hash, pd, sizeof pd);
+    dm_buf body = DM_BUF_INIT, sig = DM_BUF_INIT, fr = DM_BUF_INIT;
+    assert_int_equal(node_share_body_encode(&body, &f), DM_OK);
+    assert_int_equal(crypto_rsa_sign(node_keys_rsa(g_keys[0].km), body.data, body.len, &sig),
+                     DM_OK);
+    assert_int_equal(net_msg_encode_share(&fr, body.data, body.len, sig.data, sig.len), DM_OK);
+    assert_int_equal(net_peer_send_bytes(ab, fr.data, fr.len), DM_OK);
+    c = (counts_t){&n[1], 0, 1, 0};
+    assert_true(run_until(&loop, counts_reached, &c, 10000));
+    uint8_t cid[32];
+    crypto_sha256(cid, body.data, body.len);
+    node_share_record rec;
+    assert_int_equal(node_share_read(n[1].svc, cid, &rec), DM_ENOTFOUND);
+    assert_int_equal(stats_of(&n[1]).verify_calls, N);
+
+    /* a new share with a bad signature: verified once, rejected, not stored */
+    f.seq = N + 1;
+    dm_buf_reset(&body);
+    dm_buf_reset(&sig);
+    dm_buf_reset(&fr);
+    assert_int_equal(node_share_body_encode(&body, &f), DM_OK);
+    assert_int_equal(crypto_rsa_sign(node_keys_rsa(g_keys[0].km), body.data, body.len, &sig),
+                     DM_OK);
+    sig.data[10] ^= 0x40;
+    assert_int_equal(net_msg_encode_share(&fr, body.data, body.len, sig.data, sig.len), DM_OK);
+    assert_int_equal(net_peer_send_bytes(ab, fr.data, fr.len), DM_OK);
+    c = (counts_t){&n[1], 1, 1, 0};
+    assert_true(run_until(&loop, counts_reached, &c, 10000));
+    crypto_sha256(cid, body.data, body.len);
+    assert_int_equal(node_share_read(n[1].svc, cid, &rec), DM_ENOTFOUND);
+    node_share_stats b3 = stats_of(&n[1]);
+    assert_int_equal(b3.verify_calls, N + 1);
+    assert_int_equal(b3.stored, N);
+    assert_int_equal(hwm_for(&n[1], g_keys[0].id), N);
+
+    /* the bad signature cost A its connection; it dials again, and the genuine
+     * share (same body, good signature) is still accepted afterwards */
+    assert_true(run_until(&loop, peers_ready, &pw, 10000));
+    dm_buf_reset(&sig);
+    dm_buf_reset(&fr);
+    assert_int_equal(crypto_rsa_sign(node_keys_rsa(g_keys[0].km), body.data, body.len, &sig),
+                     DM_OK);
+    assert_int_equal(net_msg_encode_share(&fr, body.data, body.len, sig.data, sig.len), DM_OK);
+    assert_int_equal(net_peer_send_bytes(n[0].peers[0], fr.data, fr.len), DM_OK);
+    sb = (stored_t){&n[1], N + 1};
+    assert_true(run_until(&loop, has_stored, &sb, 10000));
+    assert_int_equal(node_share_read(n[1].svc, cid, &rec), DM_OK);
+    node_share_record_free(&rec);
+    assert_int_equal(stats_of(&n[1]).verify_calls, N + 2);
+
+    /* a malformed body: invalid without any verification */
+    uint64_t inv = stats_of(&n[1]).invalid;
+    assert_true(run_until(&loop, peers_ready, &pw, 10000));
+    dm_buf_reset(&fr);
+    body.data[body.len - 1] ^= 1; /* data_hash no longer matches */
+    assert_int_equal(net_msg_encode_share(&fr, body.data, body.len, sig.data, sig.len), DM_OK);
+    assert_int_equal(net_peer_send_bytes(n[0].peers[0], fr.data, fr.len), DM_OK);
+    c = (counts_t){&n[1], inv + 1, 1, 0};
+    assert_true(run_until(&loop, counts_reached, &c, 10000));
+    assert_int_equal(stats_of(&n[1]).verify_calls, N + 2);
+
+    dm_buf_free(&body);
+    dm_buf_free(&sig);
+    dm_buf_free(&fr);
+    free(subs);
+    nodes_stop(&loop, n, 2, false);
+    loop_finish(&loop);
+}
+
+static void test_svc_gossip_mesh_and_line(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    /* line A - B - C: C never talks to A, so it must ask B for A's key (KEYREQ) */
+    tnode n[3];
+    node_start(&loop, &n[0],
+               &(node_cfg){.k = 0, .with_host = true, .max_in = 8, .max_out = UINT32_MAX});
+    node_start(
+        &loop, &n[1],
+        &(node_cfg){.k = 1, .with_host = true, .bootstrap = &n[0], .max_in = 8, .max_out = 1});
+    node_start(
+        &loop, &n[2],
+        &(node_cfg){
+            .k = 2, .with_host = true, .bootstrap = &n[1], .max_in = UINT32_MAX, .max_out = 1});
+    peers_t pw = {n, 3, 1};
+    assert_true(run_until(&loop, peers_ready, &pw, 10000));
+    peers_t pb = {&n[1], 1, 2};
+    assert_true(run_until(&loop, peers_ready, &pb, 10000));
+
+    enum { N = 50 };
+    sub_t subs[N];
+    memset(subs, 0, sizeof subs);
+    submit_many(&n[0], subs, N, 256);
+    subs_t sw = {subs, N};
+    assert_true(run_until(&loop, subs_done, &sw, 30000));
+    stored_t sc = {&n[2], N};
+    assert_true(run_until(&loop, has_stored, &sc, 30000));
+    stored_t sb = {&n[1], N};
+    assert_true(run_until(&loop, has_stored, &sb, 30000));
+    for (int i = 1; i < 3; i++) {
+        node_share_stats st = stats_of(&n[i]);
+        assert_int_equal(st.stored, N);
+        assert_int_equal(st.verify_calls, N);
+        assert_int_equal(st.invalid, 0);
+    }
+    assert_int_equal(n[2].npeers, 1);
+    /* C learned A's key from B and persisted it */
+    uint8_t kk[36];
+    memcpy(kk, "key/", 4);
+    memcpy(kk + 4, g_keys[0].id, 32);
+    dm_buf spki = DM_BUF_INIT, own = DM_BUF_INIT;
+    assert_int_equal(store_get(n[2].store, STORE_CF_PEERS, kk, sizeof kk, &spki), DM_OK);
+    assert_int_equal(crypto_rsa_spki(node_keys_rsa(g_keys[0].km), &own), DM_OK);
+    assert_int_equal(spki.len, own.len);
+    assert_memory_equal(spki.data, own.data, own.len);
+    dm_buf_free(&spki);
+    dm_buf_free(&own);
+
+    /* shares from the middle reach both ends; C relays nothing back to B twice */
+    sub_t mid[10];
+    memset(mid, 0, sizeof mid);
+    submit_many(&n[1], mid, 10, 64);
+    subs_t mw = {mid, 10};
+    assert_true(run_until(&loop, subs_done, &mw, 20000));
+    stored_t s0 = {&n[0], N + 10}, s2 = {&n[2], N + 10};
+    assert_true(run_until(&loop, has_stored, &s0, 20000));
+    assert_true(run_until(&loop, has_stored, &s2, 20000));
+    assert_int_equal(stats_of(&n[0]).verify_calls, 10);
+    assert_int_equal(stats_of(&n[2]).verify_calls, N + 10);
+    nodes_stop(&loop, n, 3, false);
+    loop_finish(&loop);
+
+    /* full mesh of three: every node gets each share from two sides; the second
+     * copy is a duplicate dropped before verification */
+    assert_int_equal(uv_loop_init(&loop), 0);
+    node_start(&loop, &n[0], &(node_cfg){.k = 0, .with_host = true});
+    node_start(&loop, &n[1], &(node_cfg){.k = 1, .with_host = true, .bootstrap = &n[0]});
+    node_start(&loop, &n[2], &(node_cfg){.k = 2, .with_host = true, .bootstrap = &n[0]});
+    peers_t pm = {n, 3, 2};
+    assert_true(run_until(&loop, peers_ready, &pm, 15000)); /* peer exchange fills the mesh */
+    sub_t ms[N];
+    memset(ms, 0, sizeof ms);
+    submit_many(&n[0], ms, N, 512);
+    subs_t msw = {ms, N};
+    assert_true(run_until(&loop, subs_done, &msw, 30000));
+    stored_t m1 = {&n[1], N}, m2 = {&n[2], N};
+    assert_true(run_until(&loop, has_stored, &m1, 30000));
+    assert_true(run_until(&loop, has_stored, &m2, 30000));
+    /* the relays arrive too: wait until each node has seen N duplicates in total
+     * (the copy from the other relay), then check no share was verified twice */
+    counts_t c1 = {&n[1], 0, 0, N}, c2 = {&n[2], 0, 0, N};
+    assert_true(run_until(&loop, counts_reached, &c1, 20000));
+    assert_true(run_until(&loop, counts_reached, &c2, 20000));
+    for (int i = 1; i < 3; i++) {
+        node_share_stats st = stats_of(&n[i]);
+        assert_int_equal(st.verify_calls, N);
+        assert_int_equal(st.stored, N);
+    }
+    nodes_stop(&loop, n, 3, false);
+    loop_finish(&loop);
+}
+
+typedef struct {
+    tnode *n;
+    const uint8_t *origin;
+    uint64_t hwm;
+} hwm_t;
+
+static bool hwm_reached(void *ctx)
+{
+    hwm_t *h = ctx;
+    node_share_stats st = stats_of(h->n);
+    return hwm_for(h->n, h->origin) >= h->hwm && st.pending_commit == 0 && st.pending_verify == 0;
+}
+
+static void sync_catch_up(size_t count, size_t size, uint32_t page, uint64_t deadline_ms)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    tnode n[2];
+    node_start(&loop, &n[0], &(node_cfg){.k = 0, .with_host = true, .sync_page = page});
+    sub_t *subs = calloc(count, sizeof *subs);
+    /* submit in chunks below max_pending */
+    for (size_t done = 0; done < count;) {
+        size_t chunk = count - done < 2000 ? count - done : 2000;
+        uint8_t *buf = malloc(size);
+        for (size_t i = done; i < done + chunk; i++) {
+            payload(buf, size, i);
+            subs[i].n = &n[0];
+            assert_int_equal(node_share_submit(n[0].svc, RCPT, "1", buf, size, on_sub, &subs[i]),
+                             DM_OK);
+        }
+        free(buf);
+        subs_t sw = {subs + done, chunk};
+        assert_true(run_until(&loop, subs_done, &sw, 120000));
+        done += chunk;
+    }
+    assert_int_equal(stats_of(&n[0]).stored, count);
+    /* a late joiner with an empty store: nothing is gossiped any more, it pulls
+     * everything in pages through HWM / SYNCREQ */
+    node_start(&loop, &n[1],
+               &(node_cfg){.k = 1, .with_host = true, .bootstrap = &n[0], .sync_page = page});
+    uint64_t t0 = uv_hrtime();
+    hwm_t hw = {&n[1], g_keys[0].id, count};
+    assert_true(run_until(&loop, hwm_reached, &hw, deadline_ms));
+    double secs = (double)(uv_hrtime() - t0) / 1e9;
+    node_share_stats a = stats_of(&n[0]), b = stats_of(&n[1]);
+    assert_int_equal(b.stored, count);
+    assert_int_equal(b.synced_in, count);
+    assert_int_equal(b.verify_calls, count);
+    assert_int_equal(b.invalid, 0);
+    assert_int_equal(b.relayed, 0); /* synced shares are not re-flooded */
+    assert_true(a.synced_out >= count);
+    print_message("      sync of %zu shares (%zu B, page %u): %.2f s, %.0f shares/s\n", count, size,
+                  page, secs, (double)count / secs);
+    /* spot-check contents */
+    for (size_t i = 0; i < count; i += count / 7 + 1) {
+        node_share_record rec;
+        assert_int_equal(node_share_read(n[1].svc, subs[i].r.id, &rec), DM_OK);
+        assert_int_equal(rec.f.seq, i + 1);
+        node_share_record_free(&rec);
+    }
+    free(subs);
+    nodes_stop(&loop, n, 2, false);
+    loop_finish(&loop);
+}
+
+static void test_svc_sync_pages(void **state)
+{
+    (void)state;
+    sync_catch_up(300, 200, 64, 30000);
+}
+
+static void test_svc_sync_late_joiner_10k(void **state)
+{
+    (void)state;
+    sync_catch_up(10000, 1024, 128, 120000);
+}
+
+int test_node_share(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_body_roundtrip),
+        cmocka_unit_test(test_body_canonical),
+        cmocka_unit_test(test_body_encode_checks),
+        cmocka_unit_test(test_validation_table),
+        cmocka_unit_test(test_record_codec),
+        cmocka_unit_test(test_svc_local_commit),
+        cmocka_unit_test(test_svc_encrypted_at_rest),
+        cmocka_unit_test(test_svc_limits_and_close),
+        cmocka_unit_test(test_svc_gossip_pair),
+        cmocka_unit_test(test_svc_gossip_mesh_and_line),
+        cmocka_unit_test(test_svc_sync_pages),
+        cmocka_unit_test(test_svc_sync_late_joiner_10k),
+    };
+    return cmocka_run_group_tests_name("node_share", tests, group_setup, group_teardown);
+}
