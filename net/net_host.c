@@ -257,8 +257,8 @@ static void entry_closed(net_host_t *h, net_peer_t *p)
         return; /* no penalty */
     if (!p->ready)
         e->fails++;
-    e->backoff_ms = e->backoff_ms > h->o.reconnect_max_ms / 2 ? h->o.reconnect_max_ms
-                                                              : e->backoff_ms * 2;
+    e->backoff_ms =
+        e->backoff_ms > h->o.reconnect_max_ms / 2 ? h->o.reconnect_max_ms : e->backoff_ms * 2;
     if (!e->bootstrap && e->last_seen == 0 && e->fails >= NET__LEARNED_MAX_FAILS)
         memset(e, 0, sizeof *e);
 }
@@ -276,7 +276,7 @@ void net__host_learn(net_host_t *h, net_peer_t *from, const net_msg *m)
         memcpy(lit, a->host.p, a->host.n);
         lit[a->host.n] = '\0';
         if (parse_ip(lit, a->port, &ss))
-            continue; /* IP literals only */
+            continue;                                               /* IP literals only */
         net__sockaddr_str((const struct sockaddr *)&ss, ip, &port); /* canonical text */
         if (strcmp(ip, "0.0.0.0") == 0 || strcmp(ip, "::") == 0 || port == 0)
             continue;
@@ -339,9 +339,9 @@ static net__addr_rec *addr_find(net_host_t *h, const char *ip, bool create)
             victim = r;
         } else {
             bool vb = victim->banned_until > now;
-            if (rb != vb ? !rb
-                         : (rb ? r->banned_until < victim->banned_until
-                               : r->last_ms < victim->last_ms))
+            if (rb != vb
+                    ? !rb
+                    : (rb ? r->banned_until < victim->banned_until : r->last_ms < victim->last_ms))
                 victim = r;
         }
     }
@@ -382,8 +382,8 @@ bool net__host_score(net_host_t *h, const char *ip, uint32_t score)
     r->banned_until = now + window;
     r->score = 0;
     h->stats.bans++;
-    dm_log(DM_LOG_WARNING, "security", "Banned address %s for %u s after repeated misbehaviour",
-           ip, h->o.ban_seconds);
+    dm_log(DM_LOG_WARNING, "security", "Banned address %s for %u s after repeated misbehaviour", ip,
+           h->o.ban_seconds);
     return true;
 }
 
@@ -413,11 +413,11 @@ bool net__host_preferred(const net_host_t *h, const net_peer_t *a, const net_pee
     return memcmp(na, nb, NET_NONCE_LEN) < 0;
 }
 
-net_peer_t *net__host_find_id(net_host_t *h, const uint8_t id[NET_ID_LEN], const net_peer_t *not,
+net_peer_t *net__host_find_id(net_host_t *h, const uint8_t id[NET_ID_LEN], const net_peer_t * not,
                               bool any)
 {
     for (net_peer_t *q = h->peers; q; q = q->next)
-        if (q != not && !q->closing && q->has_id && (any || q->ready) &&
+        if (q != not &&!q->closing && q->has_id && (any || q->ready) &&
             memcmp(q->node_id, id, NET_ID_LEN) == 0)
             return q;
     return NULL;
@@ -573,8 +573,8 @@ static void tick_cb(uv_timer_t *t)
             continue;
         }
         if (now - p->last_rx >= h->o.idle_timeout_ms) {
-            dm_log(DM_LOG_INFO, "p2p", "node %s at %s idle for %llu ms", p->node_id_hex,
-                   p->remote, (unsigned long long)(now - p->last_rx));
+            dm_log(DM_LOG_INFO, "p2p", "node %s at %s idle for %llu ms", p->node_id_hex, p->remote,
+                   (unsigned long long)(now - p->last_rx));
             net__peer_disconnect(p, NET__CL_TIMEOUT, true, "idle timeout");
             continue;
         }
@@ -591,19 +591,32 @@ static void tick_cb(uv_timer_t *t)
 static const char *reason_name(net__close_reason r)
 {
     switch (r) {
-    case NET__CL_NONE: return "closed";
-    case NET__CL_SHUTDOWN: return "shutdown";
-    case NET__CL_DUPLICATE: return "duplicate";
-    case NET__CL_CONFIG: return "configuration mismatch";
-    case NET__CL_NOTALLOWED: return "not allowed";
-    case NET__CL_SELF: return "self";
-    case NET__CL_PROTOCOL: return "misbehaviour";
-    case NET__CL_TIMEOUT: return "timeout";
-    case NET__CL_SLOW: return "send queue full";
-    case NET__CL_FULL: return "too many peers";
-    case NET__CL_BANNED: return "banned";
-    case NET__CL_REMOTE: return "connection lost";
-    case NET__CL_INTERNAL: return "internal error";
+    case NET__CL_NONE:
+        return "closed";
+    case NET__CL_SHUTDOWN:
+        return "shutdown";
+    case NET__CL_DUPLICATE:
+        return "duplicate";
+    case NET__CL_CONFIG:
+        return "configuration mismatch";
+    case NET__CL_NOTALLOWED:
+        return "not allowed";
+    case NET__CL_SELF:
+        return "self";
+    case NET__CL_PROTOCOL:
+        return "misbehaviour";
+    case NET__CL_TIMEOUT:
+        return "timeout";
+    case NET__CL_SLOW:
+        return "send queue full";
+    case NET__CL_FULL:
+        return "too many peers";
+    case NET__CL_BANNED:
+        return "banned";
+    case NET__CL_REMOTE:
+        return "connection lost";
+    case NET__CL_INTERNAL:
+        return "internal error";
     }
     return "closed";
 }

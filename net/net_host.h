@@ -32,7 +32,44 @@
  * Threads: every function must be called on the loop thread. Callbacks run on
  * the loop thread. A net_peer_t pointer is valid from on_peer_ready until
  * on_peer_closed returns; never keep it longer.
+ *
+ * Misbehaviour policy. Scores are kept per IP address (a connection that
+ * offends is closed, so per-connection scores would never add up); an
+ * address is banned for ban_seconds when its score reaches ban_threshold,
+ * and a score lapses after ban_seconds without offence. Each of these scores
+ * 50 (two offences ban at the default threshold of 100) and disconnects: an
+ * undecodable frame (malformed msgpack, unknown type, field over its limit),
+ * a length prefix over NET_FRAME_MAX (checked before allocating; before the
+ * handshake ends, frames over 8 KiB count as oversize too), any message other
+ * than HELLO then AUTH during the handshake, HELLO/AUTH after it, a node id
+ * that is not SHA-256 of its SPKI, an unusable key, and an AUTH signature
+ * that does not verify. Closed without score: a wrong network id or protocol
+ * version (a configuration mismatch, not an attack: the address keeps being
+ * retried with backoff), a node not on the allowlist, a connection to
+ * ourselves (the address is then forgotten), handshake and idle timeouts,
+ * duplicates, and a full send queue. A banned address is closed right after
+ * accept (stats.rejected_banned) and not dialled. Addresses learnt from PEERS
+ * are only candidates: IP literals only, never our own node id, bounded by
+ * known_max, and forgotten after 5 failed dials if they never completed a
+ * handshake. PEERS is accepted only in answer to our GETPEERS.
  */
+
+/** Codes carried by BYE: informational (the receiver logs the code and reason, then
+ *  closes); they are also why this host closes a connection. */
+typedef enum {
+    NET_BYE_SHUTDOWN = 1,    /* the sender is stopping */
+    NET_BYE_DUPLICATE = 2,   /* another connection between the same two nodes survives */
+    NET_BYE_CONFIG = 3,      /* network id or protocol version differs */
+    NET_BYE_NOT_ALLOWED = 4, /* not on the sender's allowlist */
+    NET_BYE_SELF = 5,        /* a node connected to itself */
+    NET_BYE_PROTOCOL = 6,    /* misbehaviour (see above) */
+    NET_BYE_TIMEOUT = 7,     /* handshake or idle timeout */
+    NET_BYE_SLOW = 8,        /* send queue over send_queue_max */
+    NET_BYE_FULL = 9,        /* inbound limit reached */
+    NET_BYE_BANNED = 10,     /* address banned */
+    NET_BYE_LOST = 11,       /* (not sent) connection lost, EOF, BYE received */
+    NET_BYE_INTERNAL = 12,   /* the sender failed locally (memory, crypto) */
+} net_bye_code;
 
 typedef struct net_host net_host_t;
 typedef struct net_peer net_peer_t;

@@ -24,12 +24,12 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define NET__RBUF_MIN ((size_t)16 * 1024)  /* read buffer kept by every connection */
-#define NET__HS_FRAME_MAX ((size_t)8192)   /* frame cap before the handshake completes */
-#define NET__SCORE_PROTO 50                /* one protocol violation; two ban at the default */
-#define NET__ADDR_MAX 1024                 /* addresses with a score or a ban */
-#define NET__LEARNED_MAX_FAILS 5           /* a learned address that never answered is dropped */
-#define NET__IP_LEN 46                     /* INET6_ADDRSTRLEN */
+#define NET__RBUF_MIN ((size_t)16 * 1024) /* read buffer kept by every connection */
+#define NET__HS_FRAME_MAX ((size_t)8192)  /* frame cap before the handshake completes */
+#define NET__SCORE_PROTO 50               /* one protocol violation; two ban at the default */
+#define NET__ADDR_MAX 1024                /* addresses with a score or a ban */
+#define NET__LEARNED_MAX_FAILS 5          /* a learned address that never answered is dropped */
+#define NET__IP_LEN 46                    /* INET6_ADDRSTRLEN */
 #define NET__AUTH_LABEL "dmnode-auth-v1"
 #define NET__AUTH_LABEL_LEN 14
 #define NET__AUTH_MSG_MAX (NET__AUTH_LABEL_LEN + NET_MAX_STR + 2 * NET_ID_LEN + 2 * NET_NONCE_LEN)
@@ -52,32 +52,32 @@ typedef enum {
 /* Why a connection ends: drives stats, logging, backoff, and the BYE code. */
 typedef enum {
     NET__CL_NONE = 0,
-    NET__CL_SHUTDOWN,   /* our host closes */
-    NET__CL_DUPLICATE,  /* second connection to a connected node: no penalty */
-    NET__CL_CONFIG,     /* network id / version mismatch: no penalty */
-    NET__CL_NOTALLOWED, /* not on our allowlist */
-    NET__CL_SELF,       /* we dialled ourselves */
-    NET__CL_PROTOCOL,   /* misbehaviour: scored */
-    NET__CL_TIMEOUT,    /* handshake or idle timeout */
-    NET__CL_SLOW,       /* send queue over the limit */
-    NET__CL_FULL,       /* inbound limit */
-    NET__CL_BANNED,     /* address banned */
-    NET__CL_REMOTE,     /* EOF, BYE, reset, connect failure */
-    NET__CL_INTERNAL,   /* local failure (memory, crypto) */
+    NET__CL_SHUTDOWN = NET_BYE_SHUTDOWN,
+    NET__CL_DUPLICATE = NET_BYE_DUPLICATE, /* no penalty */
+    NET__CL_CONFIG = NET_BYE_CONFIG,       /* network id / version mismatch: no penalty */
+    NET__CL_NOTALLOWED = NET_BYE_NOT_ALLOWED,
+    NET__CL_SELF = NET_BYE_SELF,
+    NET__CL_PROTOCOL = NET_BYE_PROTOCOL, /* misbehaviour: scored */
+    NET__CL_TIMEOUT = NET_BYE_TIMEOUT,
+    NET__CL_SLOW = NET_BYE_SLOW,
+    NET__CL_FULL = NET_BYE_FULL,
+    NET__CL_BANNED = NET_BYE_BANNED,
+    NET__CL_REMOTE = NET_BYE_LOST, /* EOF, BYE, reset, connect failure */
+    NET__CL_INTERNAL = NET_BYE_INTERNAL,
 } net__close_reason;
 
 /* One address we may dial (bootstrap, learned from PEERS, or injected). */
 typedef struct {
     bool used;
     bool bootstrap;
-    bool has_id;                 /* node_id is a hint until a handshake confirms it */
+    bool has_id; /* node_id is a hint until a handshake confirms it */
     uint8_t node_id[NET_ID_LEN];
     net_addr addr;
-    uint64_t last_seen;          /* Unix seconds of the last completed handshake */
-    uint32_t backoff_ms;         /* next delay after a failure */
-    uint64_t next_attempt;       /* uv_now() when it may be dialled again */
-    uint32_t fails;              /* consecutive failures */
-    net_peer_t *peer;            /* the connection dialled to it, if any */
+    uint64_t last_seen;    /* Unix seconds of the last completed handshake */
+    uint32_t backoff_ms;   /* next delay after a failure */
+    uint64_t next_attempt; /* uv_now() when it may be dialled again */
+    uint32_t fails;        /* consecutive failures */
+    net_peer_t *peer;      /* the connection dialled to it, if any */
 } net__known;
 
 /* Misbehaviour score and ban per IP address (text form). */
@@ -85,8 +85,8 @@ typedef struct {
     bool used;
     char ip[NET__IP_LEN];
     uint32_t score;
-    uint64_t last_ms;       /* uv_now of the last offence: scores older than ban_seconds lapse */
-    uint64_t banned_until;  /* uv_now; 0 if not banned */
+    uint64_t last_ms;      /* uv_now of the last offence: scores older than ban_seconds lapse */
+    uint64_t banned_until; /* uv_now; 0 if not banned */
 } net__addr_rec;
 
 struct net_peer {
@@ -97,22 +97,22 @@ struct net_peer {
     uv_getaddrinfo_t gai;
     net__peer_state state;
     bool outbound;
-    bool connected;      /* TCP established */
-    bool counted;        /* counted in n_in / n_out */
-    bool begun;          /* HELLO sent: a close before READY is a failed handshake */
-    bool gai_pending;    /* getaddrinfo in flight */
-    bool closing;        /* marked: no more reading or sending */
-    bool close_started;  /* uv_close called */
-    bool tcp_closed;     /* close callback ran */
+    bool connected;     /* TCP established */
+    bool counted;       /* counted in n_in / n_out */
+    bool begun;         /* HELLO sent: a close before READY is a failed handshake */
+    bool gai_pending;   /* getaddrinfo in flight */
+    bool closing;       /* marked: no more reading or sending */
+    bool close_started; /* uv_close called */
+    bool tcp_closed;    /* close callback ran */
     bool ready;
     bool auth_sent, auth_ok;
-    bool has_id;         /* node_id from a HELLO that matched its SPKI */
+    bool has_id; /* node_id from a HELLO that matched its SPKI */
     bool getpeers_pending;
     bool ping_outstanding;
     net__close_reason reason;
-    char why[64];        /* what ended it, for the log */
-    unsigned pending;    /* thread-pool jobs and getaddrinfo requests holding this peer */
-    long entry;          /* index in h->known for an outbound dial, -1 otherwise */
+    char why[64];     /* what ended it, for the log */
+    unsigned pending; /* thread-pool jobs and getaddrinfo requests holding this peer */
+    long entry;       /* index in h->known for an outbound dial, -1 otherwise */
 
     char ip[NET__IP_LEN];
     uint16_t port;
@@ -141,7 +141,7 @@ struct net_peer {
 
 struct net_host {
     uv_loop_t *loop;
-    net_host_opts o;             /* copied; pointer members cleared */
+    net_host_opts o; /* copied; pointer members cleared */
     char network_id[NET_MAX_STR + 1];
     size_t network_id_len;
     const crypto_rsa_t *key;
@@ -155,14 +155,14 @@ struct net_host {
     void *arg;
 
     uv_tcp_t listener;
-    uv_timer_t tick;             /* timeouts, pings, dialling */
-    uv_timer_t kick;             /* one-shot: dial soon */
-    uv_timer_t reap;             /* one-shot: finish closing marked peers */
+    uv_timer_t tick; /* timeouts, pings, dialling */
+    uv_timer_t kick; /* one-shot: dial soon */
+    uv_timer_t reap; /* one-shot: finish closing marked peers */
     unsigned handles_open;
     bool listening, started, closing, reap_closed;
     uint16_t port;
 
-    net_peer_t *peers;           /* every connection, any state */
+    net_peer_t *peers; /* every connection, any state */
     uint32_t n_in, n_out;
 
     net__known *known;
@@ -171,7 +171,7 @@ struct net_host {
 
     net_host_stats stats;
     uint64_t rng;
-    net_msg msg;                 /* decode scratch (large: keep it off the stack) */
+    net_msg msg; /* decode scratch (large: keep it off the stack) */
 
     void (*close_cb)(void *arg);
     void *close_arg;
@@ -213,11 +213,11 @@ bool net__host_allowed(const net_host_t *h, const uint8_t id[NET_ID_LEN]);
 /** True if `a` should survive over `b`, two connections to the same node id. */
 bool net__host_preferred(const net_host_t *h, const net_peer_t *a, const net_peer_t *b);
 /** A ready (or, with `any`, handshaking with a verified id) peer with this id, other than `not`. */
-net_peer_t *net__host_find_id(net_host_t *h, const uint8_t id[NET_ID_LEN], const net_peer_t *not,
+net_peer_t *net__host_find_id(net_host_t *h, const uint8_t id[NET_ID_LEN], const net_peer_t * not,
                               bool any);
-void net__host_on_hello(net_host_t *h, net_peer_t *p);  /* outbound: remember the node id */
-void net__host_on_ready(net_host_t *h, net_peer_t *p);  /* backoff reset, last_seen */
-void net__host_on_self(net_host_t *h, net_peer_t *p);   /* forget the address */
+void net__host_on_hello(net_host_t *h, net_peer_t *p); /* outbound: remember the node id */
+void net__host_on_ready(net_host_t *h, net_peer_t *p); /* backoff reset, last_seen */
+void net__host_on_self(net_host_t *h, net_peer_t *p);  /* forget the address */
 void net__host_learn(net_host_t *h, net_peer_t *from, const net_msg *m);
 int net__host_answer_getpeers(net_host_t *h, net_peer_t *to);
 uint64_t net__host_rand(net_host_t *h);

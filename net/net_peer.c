@@ -151,9 +151,15 @@ void net__peer_fill_remote(net_peer_t *p)
         snprintf(p->remote, sizeof p->remote, "%s:%u", p->ip, p->port);
 }
 
-static const char *who(const net_peer_t *p)
+/* For logs: a node id is only a claim until the AUTH signature has verified. */
+static const char *who(const net_peer_t *p, char buf[80])
 {
-    return p->has_id ? p->node_id_hex : "unauthenticated";
+    if (!p->has_id)
+        return "unauthenticated";
+    if (p->ready)
+        return p->node_id_hex;
+    snprintf(buf, 80, "claimed %s", p->node_id_hex);
+    return buf;
 }
 
 void net__peer_disconnect(net_peer_t *p, net__close_reason why, bool bye, const char *detail)
@@ -184,17 +190,19 @@ void net__peer_disconnect(net_peer_t *p, net__close_reason why, bool bye, const 
     }
     if (p->begun && !p->ready && why != NET__CL_SHUTDOWN && why != NET__CL_DUPLICATE)
         h->stats.handshakes_failed++;
+    char wb[80];
     dm_log(DM_LOG_DEBUG, "p2p", "closing connection %s (%s, %s): %s", p->remote,
-           p->outbound ? "outbound" : "inbound", who(p), p->why);
+           p->outbound ? "outbound" : "inbound", who(p, wb), p->why);
     net__host_schedule_reap(h);
 }
 
 static void misbehave(net_peer_t *p, uint32_t score, bool disconnect, const char *reason)
 {
     net_host_t *h = p->h;
+    char wb[80];
     p->score = score > UINT32_MAX - p->score ? UINT32_MAX : p->score + score;
     dm_log(DM_LOG_WARNING, "security", "Misbehaviour by peer %s (node %s): %s (score +%u)",
-           p->remote, who(p), reason, score);
+           p->remote, who(p, wb), reason, score);
     bool banned = net__host_score(h, p->ip, score);
     if (banned || disconnect) {
         if (!p->closing)
@@ -240,9 +248,10 @@ int net__peer_write(net_peer_t *p, net_frame_t *f)
     net_host_t *h = p->h;
     if (f->len > h->o.send_queue_max || p->sendq > h->o.send_queue_max - f->len) {
         h->stats.dropped_slow++;
+        char wb[80];
         dm_log(DM_LOG_WARNING, "p2p",
                "Dropping peer %s (node %s): %zu bytes queued, limit %zu (not reading)", p->remote,
-               who(p), p->sendq, h->o.send_queue_max);
+               who(p, wb), p->sendq + f->len, h->o.send_queue_max);
         net__peer_disconnect(p, NET__CL_SLOW, false, "send queue over its limit");
         return DM_ELIMIT;
     }
@@ -425,12 +434,12 @@ static int queue_hs(net_peer_t *p, bool sign, const uint8_t *sig, size_t sig_len
     w->sign = sign;
     if (sign) {
         w->key = h->key;
-        w->msg_len = auth_transcript(h, w->msg, h->node_id, p->node_id, p->their_nonce,
-                                     p->my_nonce);
+        w->msg_len =
+            auth_transcript(h, w->msg, h->node_id, p->node_id, p->their_nonce, p->my_nonce);
     } else {
         w->key = p->pub;
-        w->msg_len = auth_transcript(h, w->msg, p->node_id, h->node_id, p->my_nonce,
-                                     p->their_nonce);
+        w->msg_len =
+            auth_transcript(h, w->msg, p->node_id, h->node_id, p->my_nonce, p->their_nonce);
         memcpy(w->sig, sig, sig_len);
         w->sig_len = sig_len;
     }
@@ -517,8 +526,7 @@ static void on_hello(net_peer_t *p, const net_msg *m)
     if (!slice_eq(m->u.hello.network_id, h->network_id, h->network_id_len)) {
         /* a configuration mismatch, not an attack: no score, no ban */
         dm_log(DM_LOG_INFO, "p2p", "peer %s is on network '%.*s', not '%s'", p->remote,
-               (int)m->u.hello.network_id.n, (const char *)m->u.hello.network_id.p,
-               h->network_id);
+               (int)m->u.hello.network_id.n, (const char *)m->u.hello.network_id.p, h->network_id);
         net__peer_disconnect(p, NET__CL_CONFIG, true, "network id mismatch");
         return;
     }
@@ -611,8 +619,9 @@ static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
 
 static void log_bye(const net_peer_t *p, const net_msg *m)
 {
-    dm_log(DM_LOG_INFO, "p2p", "peer %s (node %s) said goodbye: code %u, %.*s", p->remote, who(p),
-           m->u.bye.code, (int)(m->u.bye.reason.n > 128 ? 128 : m->u.bye.reason.n),
+    char wb[80];
+    dm_log(DM_LOG_INFO, "p2p", "peer %s (node %s) said goodbye: code %u, %.*s", p->remote,
+           who(p, wb), m->u.bye.code, (int)(m->u.bye.reason.n > 128 ? 128 : m->u.bye.reason.n),
            m->u.bye.reason.n ? (const char *)m->u.bye.reason.p : "");
 }
 
@@ -697,8 +706,8 @@ static void process(net_peer_t *p)
 {
     size_t off = 0;
     p->rneed = 0;
-    while (!p->closing && (p->state == NET__ST_HELLO || p->state == NET__ST_AUTH ||
-                           p->state == NET__ST_READY)) {
+    while (!p->closing &&
+           (p->state == NET__ST_HELLO || p->state == NET__ST_AUTH || p->state == NET__ST_READY)) {
         size_t plen;
         int rc = net_frame_header(p->rbuf + off, p->rlen - off, &plen);
         if (rc == DM_EAGAIN)
@@ -758,8 +767,8 @@ void net__peer_begin(net_peer_t *p)
     p->state = NET__ST_HELLO;
     uv_tcp_nodelay(&p->tcp, 1);
     dm_buf b = DM_BUF_INIT;
-    int rc = net_msg_encode_hello(&b, h->network_id, h->node_id, h->spki, h->spki_len,
-                                  p->my_nonce, h->port, NET__AGENT);
+    int rc = net_msg_encode_hello(&b, h->network_id, h->node_id, h->spki, h->spki_len, p->my_nonce,
+                                  h->port, NET__AGENT);
     if (rc == DM_OK)
         rc = net__peer_send_buf(p, &b);
     dm_buf_free(&b);
