@@ -87,6 +87,7 @@ struct net_http_req {
     size_t nhdrs, hdrs_cap;
     int last_cb;
     dm_buf body;
+    size_t trailer_bytes; /* chunked trailers, ignored but counted */
     char remote_ip[64];
 };
 
@@ -344,10 +345,23 @@ static int on_url(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
+/* Chunked trailers come through the header callbacks after the body: they are dropped,
+ * but their bytes count against max_body so that they stay bounded. */
+static int trailer(conn *c, size_t n)
+{
+    net_http_req_t *r = c->req;
+    r->trailer_bytes += n;
+    if (r->trailer_bytes > c->srv->o.max_body - r->body.len)
+        return reject(c, 413, "ETOOBIG", "request body too large");
+    return 0;
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t n)
 {
     conn *c = p->data;
     net_http_req_t *r = c->req;
+    if (c->state == ST_BODY)
+        return trailer(c, n);
     if (r->last_cb != CB_FIELD) {
         /* a new header starts; terminate the previous value */
         if (r->last_cb == CB_VALUE && dm_buf_putc(&r->hbuf, 0) != DM_OK)
@@ -380,6 +394,8 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
 {
     conn *c = p->data;
     net_http_req_t *r = c->req;
+    if (c->state == ST_BODY)
+        return trailer(c, n);
     if (r->last_cb == CB_NONE)
         return reject(c, 400, "EPARSE", "malformed header");
     if (r->last_cb == CB_FIELD) {
@@ -739,15 +755,6 @@ static size_t conn_parse(conn *c, const char *data, size_t len)
         off += n;
         if (in_head && c->state == ST_HEAD)
             c->head_bytes += n;
-        if (c->state == ST_BODY && in_head) {
-            timer_set(c, s->o.body_timeout_ms);
-            if (c->req->expect_continue) {
-                /* the client waits for this before sending the body it announced */
-                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-                if (conn_write(c, NULL, 0, false, false, cont, sizeof cont - 1) != DM_OK)
-                    return off;
-            }
-        }
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
         if (c->fail_status) {
             int st = c->fail_status;
@@ -770,6 +777,15 @@ static size_t conn_parse(conn *c, const char *data, size_t len)
             s->st.parse_errors++;
             conn_fail(c, 400, "EPARSE", http_errno_description(e));
             return off;
+        }
+        if (c->state == ST_BODY && in_head) {
+            timer_set(c, s->o.body_timeout_ms);
+            if (c->req->expect_continue) {
+                /* the client waits for this before sending the body it announced */
+                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                if (conn_write(c, NULL, 0, false, false, cont, sizeof cont - 1) != DM_OK)
+                    return off;
+            }
         }
     }
     return off;

@@ -781,6 +781,21 @@ static void cl_headers(fx *f)
                             "X-Test:   two  \r\nAuthorization: Bearer t\r\n\r\n",
                             f->out[0]);
     f->status[1] = one_shot(f, "GET /hdr HTTP/1.1\r\n\r\n", f->out[1]);
+    /* one byte per write: names and values split across reads */
+    static const char slow[] = "GET /hdr HTTP/1.1\r\nHost: hh\r\nX-Test: split value\r\n\r\n";
+    cl_t *c = cl_open(f->port);
+    CL_CHECK(f, c);
+    for (size_t i = 0; i < sizeof slow - 1; i++) {
+        CL_CHECK(f, cl_sendn(c, slow + i, 1));
+        usleep(200);
+    }
+    f->status[2] = cl_response(c, f->out[2], OUTCAP);
+    /* chunked trailers are dropped, not merged into the headers */
+    CL_CHECK(f, cl_send(c, "POST /hdr HTTP/1.1\r\nX-Test: head\r\nTransfer-Encoding: chunked\r\n"
+                           "\r\n1\r\na\r\n0\r\nX-Test: trailer\r\nHost: t2\r\n\r\n"));
+    f->status[3] = cl_response(c, f->out[3], OUTCAP);
+out:
+    cl_close(c);
 }
 
 static void test_headers(void **state)
@@ -793,6 +808,12 @@ static void test_headers(void **state)
     assert_int_equal(f->status[1], 200);
     assert_string_equal(resp_body(f->out[1]),
                         "x-test=[(null)] host=[(null)] empty=[(null)] auth=[(null)]");
+    assert_int_equal(f->status[2], 200);
+    assert_string_equal(resp_body(f->out[2]),
+                        "x-test=[split value] host=[hh] empty=[(null)] auth=[(null)]");
+    assert_int_equal(f->status[3], 200);
+    assert_string_equal(resp_body(f->out[3]),
+                        "x-test=[head] host=[(null)] empty=[(null)] auth=[(null)]");
     free(f);
 }
 
