@@ -512,11 +512,33 @@ static void h_closed(net_peer_t *p, void *arg)
         node_share_on_peer_closed(n->svc, p);
 }
 
+/* what a bare host (no share service) received */
+static struct {
+    size_t syncreqs, keyreqs, hwms;
+    uint8_t syncreq_origin[32];
+    uint64_t syncreq_from;
+    uint32_t syncreq_limit;
+    uint8_t keyreq_id[32];
+} g_h;
+
 static void h_message(net_peer_t *p, const net_msg *m, const uint8_t *frame, size_t len, void *arg)
 {
     tnode *n = arg;
-    if (n->svc)
+    if (n->svc) {
         node_share_on_message(n->svc, p, m, frame, len);
+        return;
+    }
+    if (m->type == NET_MSG_SYNCREQ) {
+        g_h.syncreqs++;
+        memcpy(g_h.syncreq_origin, m->u.syncreq.origin, 32);
+        g_h.syncreq_from = m->u.syncreq.from_seq;
+        g_h.syncreq_limit = m->u.syncreq.limit;
+    } else if (m->type == NET_MSG_KEYREQ) {
+        g_h.keyreqs++;
+        memcpy(g_h.keyreq_id, m->u.keyreq.node_id, 32);
+    } else if (m->type == NET_MSG_HWM) {
+        g_h.hwms++;
+    }
 }
 
 static const char *NET_ID = "dm-share-test";
@@ -528,6 +550,8 @@ typedef struct {
     uint32_t max_in, max_out;
     uint32_t sync_page;
     size_t max_pending;
+    size_t seen_cache;
+    bool no_svc;     /* a bare host driven by the test (a hostile peer) */
     const char *dir; /* reuse an existing store directory */
 } node_cfg;
 
@@ -570,6 +594,8 @@ static void node_start(uv_loop_t *loop, tnode *n, const node_cfg *c)
     }
     node_share_opts so;
     node_share_opts_default(&so);
+    if (c->seen_cache)
+        so.seen_cache = c->seen_cache;
     so.loop = loop;
     so.store = n->store;
     so.keys = g_keys[c->k].km;
@@ -580,7 +606,8 @@ static void node_start(uv_loop_t *loop, tnode *n, const node_cfg *c)
         so.sync_page = c->sync_page;
     if (c->max_pending)
         so.max_pending = c->max_pending;
-    assert_int_equal(node_share_svc_create(&n->svc, &so), DM_OK);
+    if (!c->no_svc)
+        assert_int_equal(node_share_svc_create(&n->svc, &so), DM_OK);
     if (n->host) {
         assert_int_equal(net_host_start(n->host), DM_OK);
         n->port = net_host_listen_port(n->host);
@@ -1104,7 +1131,9 @@ static void test_svc_gossip_pair(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     tnode n[2];
     node_start(&loop, &n[0], &(node_cfg){.k = 0, .with_host = true});
-    node_start(&loop, &n[1], &(node_cfg){.k = 1, .with_host = true, .bootstrap = &n[0]});
+    /* B remembers only 16 ids: replays are then caught by the store check */
+    node_start(&loop, &n[1],
+               &(node_cfg){.k = 1, .with_host = true, .bootstrap = &n[0], .seen_cache = 16});
     peers_t pw = {n, 2, 1};
     assert_true(run_until(&loop, peers_ready, &pw, 10000));
 
@@ -1327,6 +1356,176 @@ static void test_svc_gossip_mesh_and_line(void **state)
     loop_finish(&loop);
 }
 
+/* A signed share of key set k (valid unless the caller alters it). */
+static void make_share(int k, uint64_t seq, dm_buf *body, dm_buf *sig)
+{
+    node_share_fields f;
+    memset(&f, 0, sizeof f);
+    memcpy(f.origin, g_keys[k].id, 32);
+    f.seq = seq;
+    f.timestamp_ms = 1705312200000ull + seq;
+    memcpy(f.recipient, RCPT, 20);
+    snprintf(f.amount, sizeof f.amount, "%llu", (unsigned long long)seq);
+    uint8_t d[32];
+    memset(d, (int)seq, sizeof d);
+    f.data = d;
+    f.data_len = sizeof d;
+    crypto_sha256(f.data_hash, d, sizeof d);
+    dm_buf_reset(body);
+    dm_buf_reset(sig);
+    assert_int_equal(node_share_body_encode(body, &f), DM_OK);
+    assert_int_equal(crypto_rsa_sign(node_keys_rsa(g_keys[k].km), body->data, body->len, sig),
+                     DM_OK);
+}
+
+typedef struct {
+    size_t *counter;
+    size_t want;
+} count_t;
+
+static bool counter_reached(void *ctx)
+{
+    count_t *c = ctx;
+    return *c->counter >= c->want;
+}
+
+static bool never(void *ctx)
+{
+    (void)ctx;
+    return false;
+}
+
+static uint32_t score_of(const tnode *n)
+{
+    net_peer_info info[MAXPEERS];
+    size_t k = net_host_peers(n->host, info, MAXPEERS);
+    return k ? info[0].score : 0;
+}
+
+typedef struct {
+    tnode *n;
+    uint64_t disc;
+} disc_t;
+
+static bool disconnected(void *ctx)
+{
+    disc_t *d = ctx;
+    net_host_stats st;
+    net_host_get_stats(d->n->host, &st);
+    return st.disconnects_misbehaviour >= d->disc;
+}
+
+static void test_svc_hostile_sync_peer(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    memset(&g_h, 0, sizeof g_h);
+    tnode n[2];
+    node_start(&loop, &n[0], &(node_cfg){.k = 1, .with_host = true, .sync_page = 16});
+    node_start(&loop, &n[1],
+               &(node_cfg){.k = 2, .with_host = true, .bootstrap = &n[0], .no_svc = true});
+    tnode *B = &n[0], *H = &n[1];
+    peers_t pw = {n, 2, 1};
+    assert_true(run_until(&loop, peers_ready, &pw, 10000));
+    const uint8_t *A = g_keys[0].id; /* an origin B has never met */
+    dm_buf fr = DM_BUF_INIT, body = DM_BUF_INIT, sig = DM_BUF_INIT;
+
+    /* a SYNC_RESP nobody asked for: scored, not disconnected */
+    net_syncresp_builder sb;
+    assert_int_equal(net_msg_syncresp_begin(&sb, &fr, A), DM_OK);
+    assert_int_equal(net_msg_syncresp_end(&sb, false), DM_OK);
+    assert_int_equal(net_peer_send_bytes(H->peers[0], fr.data, fr.len), DM_OK);
+    run_until(&loop, never, NULL, 200);
+    assert_true(score_of(B) >= 10);
+    assert_int_equal(B->npeers, 1);
+
+    /* H claims five shares of A, three times: B asks once (one request per peer) */
+    net_hwm_entry e;
+    memcpy(e.origin, A, 32);
+    e.seq = 5;
+    for (int i = 0; i < 3; i++) {
+        dm_buf_reset(&fr);
+        assert_int_equal(net_msg_encode_hwm(&fr, &e, 1), DM_OK);
+        assert_int_equal(net_peer_send_bytes(H->peers[0], fr.data, fr.len), DM_OK);
+        run_until(&loop, never, NULL, 300);
+    }
+    assert_int_equal(g_h.syncreqs, 1);
+    assert_memory_equal(g_h.syncreq_origin, A, 32);
+    assert_int_equal(g_h.syncreq_from, 1);
+    assert_int_equal(g_h.syncreq_limit, 16);
+
+    /* a page outside the requested range: misbehaviour, disconnect, nothing stored */
+    make_share(0, 200, &body, &sig);
+    dm_buf_reset(&fr);
+    assert_int_equal(net_msg_syncresp_begin(&sb, &fr, A), DM_OK);
+    assert_int_equal(net_msg_syncresp_add(&sb, body.data, body.len, sig.data, sig.len), DM_OK);
+    assert_int_equal(net_msg_syncresp_end(&sb, false), DM_OK);
+    assert_int_equal(net_peer_send_bytes(H->peers[0], fr.data, fr.len), DM_OK);
+    disc_t dw = {B, 1};
+    assert_true(run_until(&loop, disconnected, &dw, 5000));
+    assert_int_equal(stats_of(B).invalid, 1);
+    assert_int_equal(stats_of(B).verify_calls, 0);
+
+    /* H dials again; this time it answers properly, but B does not know A's key:
+     * it parks the page and asks H with KEYREQ */
+    assert_true(run_until(&loop, peers_ready, &pw, 10000));
+    dm_buf_reset(&fr);
+    assert_int_equal(net_msg_encode_hwm(&fr, &e, 1), DM_OK);
+    assert_int_equal(net_peer_send_bytes(H->peers[0], fr.data, fr.len), DM_OK);
+    count_t cw = {&g_h.syncreqs, 2};
+    assert_true(run_until(&loop, counter_reached, &cw, 5000));
+    assert_int_equal(g_h.syncreq_from, 1);
+    dm_buf page = DM_BUF_INIT;
+    assert_int_equal(net_msg_syncresp_begin(&sb, &page, A), DM_OK);
+    for (uint64_t q = 1; q <= 5; q++) {
+        make_share(0, q, &body, &sig);
+        assert_int_equal(net_msg_syncresp_add(&sb, body.data, body.len, sig.data, sig.len), DM_OK);
+    }
+    assert_int_equal(net_msg_syncresp_end(&sb, false), DM_OK);
+    assert_int_equal(net_peer_send_bytes(H->peers[0], page.data, page.len), DM_OK);
+    count_t kw = {&g_h.keyreqs, 1};
+    assert_true(run_until(&loop, counter_reached, &kw, 5000));
+    assert_memory_equal(g_h.keyreq_id, A, 32);
+    assert_int_equal(stats_of(B).stored, 0);
+    assert_int_equal(stats_of(B).pending_verify, 5); /* parked */
+    /* a KEY that does not hash to the requested id is not accepted */
+    dm_buf spki = DM_BUF_INIT;
+    assert_int_equal(crypto_rsa_spki(node_keys_rsa(g_keys[2].km), &spki), DM_OK);
+    dm_buf_reset(&fr);
+    assert_int_equal(net_msg_encode_key(&fr, spki.data, spki.len), DM_OK);
+    assert_int_equal(net_peer_send_bytes(H->peers[0], fr.data, fr.len), DM_OK);
+    run_until(&loop, never, NULL, 200);
+    assert_int_equal(stats_of(B).stored, 0);
+    assert_int_equal(stats_of(B).verify_calls, 0);
+    /* the right key: the parked page is verified once each and committed */
+    dm_buf_reset(&spki);
+    assert_int_equal(crypto_rsa_spki(node_keys_rsa(g_keys[0].km), &spki), DM_OK);
+    dm_buf_reset(&fr);
+    assert_int_equal(net_msg_encode_key(&fr, spki.data, spki.len), DM_OK);
+    assert_int_equal(net_peer_send_bytes(H->peers[0], fr.data, fr.len), DM_OK);
+    stored_t sw = {B, 5};
+    assert_true(run_until(&loop, has_stored, &sw, 5000));
+    node_share_stats st = stats_of(B);
+    assert_int_equal(st.verify_calls, 5);
+    assert_int_equal(st.synced_in, 5);
+    assert_int_equal(st.relayed, 0);
+    assert_int_equal(hwm_for(B, A), 5);
+    /* the same page again: all duplicates, no crypto */
+    dm_buf_reset(&fr);
+    assert_int_equal(net_msg_encode_hwm(&fr, &e, 1), DM_OK); /* still claims only 5: no request */
+    assert_int_equal(net_peer_send_bytes(H->peers[0], fr.data, fr.len), DM_OK);
+    run_until(&loop, never, NULL, 300);
+    assert_int_equal(g_h.syncreqs, 2);
+    dm_buf_free(&page);
+    dm_buf_free(&spki);
+    dm_buf_free(&fr);
+    dm_buf_free(&body);
+    dm_buf_free(&sig);
+    nodes_stop(&loop, n, 2, false);
+    loop_finish(&loop);
+}
+
 typedef struct {
     tnode *n;
     const uint8_t *origin;
@@ -1417,6 +1616,7 @@ int test_node_share(void)
         cmocka_unit_test(test_svc_limits_and_close),
         cmocka_unit_test(test_svc_gossip_pair),
         cmocka_unit_test(test_svc_gossip_mesh_and_line),
+        cmocka_unit_test(test_svc_hostile_sync_peer),
         cmocka_unit_test(test_svc_sync_pages),
         cmocka_unit_test(test_svc_sync_late_joiner_10k),
     };
