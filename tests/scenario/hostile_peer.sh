@@ -34,11 +34,21 @@ expect_closed() {
 }
 
 n=10
-for mode in garbage oversize truncated unknown-type bad-signature conflict; do
+for mode in garbage oversize truncated unknown-type bad-signature; do
   n=$((n + 1))
   expect_closed "$mode" "127.0.1.$n"
 done
 expect_closed stolen-key 127.0.1.30 --victim-port "$(p2p_port 2)"
+
+# a conflicting share (same origin and seq, another body, both validly signed): the
+# first is kept, the second rejected and counted; the relaying peer is scored but
+# not cut off, since an honest relay can forward an equivocating origin's share
+before=$(stored 1)
+out=$(attack conflict 127.0.1.31 --wait-ms 2000)
+echo "# $out"
+sleep 1
+[ "$(stored 1)" -eq $((before + 1)) ] && ok "conflict: only the first body for (origin, seq) stored" || bad "conflict stored $(stored 1) (before $before)"
+[ "$(api 1 /v1/status | jq .shares.conflicts)" -ge 1 ] && ok "conflict: counted" || bad "conflict not counted"
 
 # the bad-signature and conflict shares were never stored: only the first
 # (valid) share of the conflict case is
