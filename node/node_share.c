@@ -157,12 +157,15 @@ typedef struct {
     size_t cap, n;
 } idmap;
 
-/* Seen-cache: FIFO ring of ids plus a linear-probing index of ring positions. */
+/* Seen-cache: FIFO ring of ids plus a linear-probing index of ring positions.
+ * The ring is calloc'd at full size but written in order, so only its used part
+ * is resident; the index grows with the ids it holds (load <= 1/2), because a
+ * hash index is touched everywhere at once and would cost its full size. */
 typedef struct {
     uint8_t (*ring)[32];
     size_t cap, head, filled;
     uint32_t *tab; /* ring position + 1; 0 empty */
-    size_t mask;
+    size_t mask, n, tmax;
 } seen_cache;
 
 typedef struct {
@@ -367,15 +370,17 @@ static int seen_init(seen_cache *c, size_t cap)
         cap = 16;
     if (cap > ((size_t)1 << 30))
         cap = (size_t)1 << 30;
-    size_t tcap = 32;
-    while (tcap < cap * 2)
-        tcap <<= 1;
+    size_t tmax = 32;
+    while (tmax < cap * 2)
+        tmax <<= 1;
+    size_t tcap = tmax < 4096 ? tmax : 4096;
     c->ring = calloc(cap, 32);
     c->tab = calloc(tcap, sizeof *c->tab);
     if (!c->ring || !c->tab)
         return DM_ENOMEM;
     c->cap = cap;
     c->mask = tcap - 1;
+    c->tmax = tmax;
     return DM_OK;
 }
 
@@ -403,6 +408,7 @@ static void seen_del_slot(node_share_svc_t *s, size_t i)
 {
     seen_cache *c = &s->seen;
     size_t j = i;
+    c->n--;
     for (;;) {
         c->tab[i] = 0;
         for (;;) {
@@ -431,11 +437,37 @@ static void seen_remove(node_share_svc_t *s, const uint8_t id[32])
         seen_del_slot(s, j);
 }
 
+/* Double the index (keeps the old one if memory is short: probing still works,
+ * only slower as the load rises). */
+static void seen_grow(node_share_svc_t *s)
+{
+    seen_cache *c = &s->seen;
+    size_t ncap = (c->mask + 1) * 2;
+    uint32_t *nt = calloc(ncap, sizeof *nt);
+    if (!nt)
+        return;
+    for (size_t i = 0; i <= c->mask; i++) {
+        if (!c->tab[i])
+            continue;
+        size_t j = id_hash(s, c->ring[c->tab[i] - 1]) & (ncap - 1);
+        while (nt[j])
+            j = (j + 1) & (ncap - 1);
+        nt[j] = c->tab[i];
+    }
+    free(c->tab);
+    c->tab = nt;
+    c->mask = ncap - 1;
+}
+
 static void seen_add(node_share_svc_t *s, const uint8_t id[32])
 {
     seen_cache *c = &s->seen;
     if (seen_has(s, id))
         return;
+    if ((c->n + 1) * 2 > c->mask + 1 && c->mask + 1 < c->tmax)
+        seen_grow(s);
+    if (c->n + 1 > c->mask)
+        return; /* cannot grow and full: not remembered (the store check still works) */
     size_t pos = c->head;
     if (c->filled == c->cap) {
         /* evict the oldest: its index entry, if still there, points at pos */
@@ -456,6 +488,7 @@ static void seen_add(node_share_svc_t *s, const uint8_t id[32])
     while (c->tab[j])
         j = (j + 1) & c->mask;
     c->tab[j] = (uint32_t)(pos + 1);
+    c->n++;
     c->head = (pos + 1) % c->cap;
 }
 

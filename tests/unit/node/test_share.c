@@ -38,9 +38,12 @@ static struct {
     uint8_t id[32];
 } g_keys[NKEYS];
 
+static dm_log_level g_level;
+
 static int group_setup(void **state)
 {
     (void)state;
+    g_level = dm_log_get_level();
     dm_log_set_level(DM_LOG_ERROR);
     for (int i = 0; i < NKEYS; i++) {
         g_keys[i].dir = dm_test_mkdtemp("share-keys");
@@ -65,6 +68,7 @@ static int group_teardown(void **state)
         dm_test_rmtree(g_keys[i].dir);
         free(g_keys[i].dir);
     }
+    dm_log_set_level(g_level);
     return 0;
 }
 
