@@ -774,27 +774,26 @@ static void fifo_advance(node_share_svc_t *s)
             uint64_t seq = h->f.seq;
             dm_log(DM_LOG_ERROR, "node", "signing share seq %llu failed: %s",
                    (unsigned long long)seq, dm_strerror(rc));
-            local_finish(s, h, rc);
+            /* reset before the callback, which may submit again */
             fifo_doom(s, rc);
             s->own_next = seq; /* everything below is queued or committed */
+            local_finish(s, h, rc);
         } else {
             q_push(&s->commit_q, h);
         }
     }
 }
 
-/* A local share failed in a commit: fail every later local share and restart
- * the numbering right after what is committed. */
-static void local_reset(node_share_svc_t *s, int rc)
+/* A local share failed in a commit: every later local share must fail too, and
+ * the numbering restarts right after what is committed. The later shares still
+ * queued for commit move to `failed`; the caller answers them after the reset,
+ * so that a callback submitting again gets a fresh seq. */
+static void local_reset(node_share_svc_t *s, int rc, item_q *failed)
 {
     item_q keep = {0};
     item *it;
-    while ((it = q_pop(&s->commit_q))) {
-        if (it->kind == K_LOCAL)
-            local_finish(s, it, rc);
-        else
-            q_push(&keep, it);
-    }
+    while ((it = q_pop(&s->commit_q)))
+        q_push(it->kind == K_LOCAL ? failed : &keep, it);
     s->commit_q = keep;
     fifo_doom(s, rc);
     mark_t *m = mark_find(s, s->self);
@@ -1257,6 +1256,12 @@ static void commit_done(uv_work_t *req, int status)
             s->own_next = own->max_seq + 1; /* our own shares learned from the network */
     }
     int local_rc = 0;
+    for (size_t i = 0; i < j->n && !local_rc; i++)
+        if (j->items[i]->kind == K_LOCAL && (jrc || j->items[i]->rc))
+            local_rc = jrc ? jrc : j->items[i]->rc;
+    item_q failed = {0};
+    if (local_rc)
+        local_reset(s, local_rc, &failed);
     for (size_t i = 0; i < j->n; i++) {
         item *it = j->items[i];
         int rc = jrc ? jrc : it->rc;
@@ -1264,8 +1269,6 @@ static void commit_done(uv_work_t *req, int status)
             if (rc == DM_OK) {
                 s->st.stored++;
                 relay(s, it);
-            } else if (!local_rc) {
-                local_rc = rc;
             }
             local_finish(s, it, rc);
             continue;
@@ -1290,8 +1293,9 @@ static void commit_done(uv_work_t *req, int status)
     }
     free(j->marks);
     free(j);
-    if (local_rc)
-        local_reset(s, local_rc);
+    item *it;
+    while ((it = q_pop(&failed)))
+        local_finish(s, it, local_rc);
     commit_kick(s);
     peers_drive(s);
     maybe_finish_close(s);

@@ -1530,6 +1530,82 @@ static void test_svc_hostile_sync_peer(void **state)
     loop_finish(&loop);
 }
 
+/* a submission whose callback submits once more */
+typedef struct {
+    sub_t first, again;
+} resub_t;
+
+static void on_resub(int status, const node_share_receipt *r, void *arg)
+{
+    resub_t *rs = arg;
+    on_sub(status, r, &rs->first);
+    uint8_t d[8] = {4, 3, 2, 1};
+    rs->again.n = rs->first.n;
+    assert_int_equal(
+        node_share_submit(rs->first.n->svc, RCPT, "8", d, sizeof d, on_sub, &rs->again), DM_OK);
+}
+
+static bool resub_done(void *ctx)
+{
+    resub_t *rs = ctx;
+    return rs->first.done && rs->again.done;
+}
+
+static void test_svc_local_conflict(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    tnode n[2];
+    node_start(&loop, &n[0], &(node_cfg){.k = 1, .with_host = true});
+    node_start(&loop, &n[1],
+               &(node_cfg){.k = 2, .with_host = true, .bootstrap = &n[0], .no_svc = true});
+    tnode *B = &n[0];
+    peers_t pw = {n, 2, 1};
+    assert_true(run_until(&loop, peers_ready, &pw, 10000));
+    /* B's own seq 1 as the network knows it (B lost its data, say) arrives as
+     * gossip and is verified first ... */
+    dm_buf body = DM_BUF_INIT, sig = DM_BUF_INIT, fr = DM_BUF_INIT;
+    make_share(1, 1, &body, &sig);
+    assert_int_equal(net_msg_encode_share(&fr, body.data, body.len, sig.data, sig.len), DM_OK);
+    net_msg m;
+    assert_int_equal(net_msg_decode(fr.data + 4, fr.len - 4, &m), DM_OK);
+    node_share_on_message(B->svc, B->peers[0], &m, fr.data, fr.len);
+    usleep(50000); /* the verification job has finished */
+    /* ... while a local submission was given seq 1 too: it is signed after the
+     * gossiped share was verified, so it reaches the commit second and conflicts */
+    resub_t rs;
+    memset(&rs, 0, sizeof rs);
+    rs.first.n = B;
+    uint8_t d[8] = {1, 2, 3, 4};
+    assert_int_equal(node_share_submit(B->svc, RCPT, "8", d, sizeof d, on_resub, &rs), DM_OK);
+    usleep(50000);
+    assert_true(run_until(&loop, resub_done, &rs, 10000));
+    assert_int_equal(rs.first.status, DM_EEXIST);
+    /* the callback's new submission got a fresh seq after the one now held */
+    assert_int_equal(rs.again.status, DM_OK);
+    assert_int_equal(rs.again.r.seq, 2);
+    assert_true(rs.again.readable_at_ack);
+    stored_t sw = {B, 2};
+    assert_true(run_until(&loop, has_stored, &sw, 5000));
+    assert_int_equal(hwm_for(B, g_keys[1].id), 2);
+    node_share_stats st = stats_of(B);
+    assert_int_equal(st.stored, 2);
+    assert_int_equal(st.pending_local, 0);
+    /* the network's seq 1 is what B holds */
+    uint8_t id[32];
+    crypto_sha256(id, body.data, body.len);
+    node_share_record rec;
+    assert_int_equal(node_share_read(B->svc, id, &rec), DM_OK);
+    assert_int_equal(rec.f.seq, 1);
+    node_share_record_free(&rec);
+    dm_buf_free(&body);
+    dm_buf_free(&sig);
+    dm_buf_free(&fr);
+    nodes_stop(&loop, n, 2, false);
+    loop_finish(&loop);
+}
+
 typedef struct {
     tnode *n;
     const uint8_t *origin;
@@ -1621,6 +1697,7 @@ int test_node_share(void)
         cmocka_unit_test(test_svc_gossip_pair),
         cmocka_unit_test(test_svc_gossip_mesh_and_line),
         cmocka_unit_test(test_svc_hostile_sync_peer),
+        cmocka_unit_test(test_svc_local_conflict),
         cmocka_unit_test(test_svc_sync_pages),
         cmocka_unit_test(test_svc_sync_late_joiner_10k),
     };
