@@ -194,6 +194,7 @@ typedef struct {
     bool after_close;   /* a Connection: close response was complete */
     bool saw_close_hdr; /* in the current response */
     bool nosniff, nostore, json;
+    bool head;           /* answers a HEAD: no body */
     int last_field;      /* last callback: 0 none, 1 field, 2 value */
     dm_buf field, value; /* current header */
     dm_buf body;
@@ -221,7 +222,7 @@ static int rp_begin(http_parser *p)
 {
     resp_check *rc = p->data;
     check(!rc->after_close);
-    rc->saw_close_hdr = rc->nosniff = rc->nostore = rc->json = false;
+    rc->saw_close_hdr = rc->nosniff = rc->nostore = rc->json = rc->head = false;
     rc->last_field = 0;
     dm_buf_reset(&rc->field);
     dm_buf_reset(&rc->value);
@@ -256,9 +257,8 @@ static int rp_headers_complete(http_parser *p)
     check(rc->nosniff && rc->nostore);
     /* a HEAD response has a Content-Length but no body */
     size_t i = rc->finals;
-    if (i < nhandled && i < MAX_TRACKED && head_req[i])
-        return 1;
-    return 0;
+    rc->head = i < nhandled && i < MAX_TRACKED && head_req[i];
+    return rc->head ? 1 : 0;
 }
 
 static int rp_body(http_parser *p, const char *at, size_t n)
@@ -281,7 +281,7 @@ static int rp_complete(http_parser *p)
         check(rc->saw_close_hdr);
     }
     /* error bodies (the server's own, respond_error, the 500 for a bad response) */
-    if (rc->json && p->status_code >= 400) {
+    if (rc->json && p->status_code >= 400 && !rc->head) {
         json_t *j = json_loadb((const char *)rc->body.data, rc->body.len, 0, NULL);
         check(j != NULL);
         json_decref(j);
@@ -369,6 +369,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         uv_run(&loop, UV_RUN_ONCE);
     }
+    if (getenv("FUZZ_HTTP_DEBUG")) /* show what the server sent, to study a failing input */
+        fprintf(stderr, "--- %zu handled, server output:\n%.*s\n---\n", nhandled, (int)c->in.len,
+                (const char *)c->in.data);
     check_output(&c->in);
     dm_buf_free(&c->in);
     free(c);

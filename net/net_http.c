@@ -162,6 +162,13 @@ static bool name_eq(const char *s, size_t n, const char *t)
     return *t == '\0';
 }
 
+/* Does s[0..n) start with the NUL-terminated t (ASCII case-insensitive)? */
+static bool name_prefix(const char *s, size_t n, const char *t)
+{
+    size_t k = strlen(t);
+    return n >= k && name_eq(s, k, t);
+}
+
 static bool is_tchar(int ch)
 {
     if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
@@ -1306,8 +1313,9 @@ static bool extra_headers_ok(const char *h)
         size_t nlen = (size_t)(p - ns);
         if (nlen == 0 || *p != ':')
             return false;
-        if (name_eq(ns, nlen, "content-length") || name_eq(ns, nlen, "transfer-encoding") ||
-            name_eq(ns, nlen, "connection"))
+        /* prefixes too: http-parser 2.9 takes "Transfer-Encodingx" for Transfer-Encoding */
+        if (name_prefix(ns, nlen, "content-length") || name_prefix(ns, nlen, "transfer-encoding") ||
+            name_prefix(ns, nlen, "connection"))
             return false;
         p++;
         while (*p && *p != '\r' && *p != '\n') {

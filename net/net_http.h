@@ -78,8 +78,9 @@ int net_http_query_param(const net_http_req_t *r, const char *name, char *out, s
  * The request is consumed in every case: never touch it after this call (nor call
  * respond twice). DM_OK also when the client has gone (the response is dropped).
  * DM_EINVAL when the status is outside 200..599, content_type or extra_headers hold
- * CR/LF/controls or set Content-Length/Transfer-Encoding/Connection, or a 204/304
- * has a body: a JSON 500 is sent instead. DM_ENOMEM: the connection is closed.
+ * CR/LF/controls or a name starting with Content-Length, Transfer-Encoding or
+ * Connection, or a 204/304 has a body: a JSON 500 is sent instead. DM_ENOMEM: the
+ * connection is closed.
  */
 int net_http_respond(net_http_req_t *r, int status, const char *content_type, const void *body,
                      size_t n, const char *extra_headers);

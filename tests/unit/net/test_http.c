@@ -125,6 +125,8 @@ static void handler(net_http_req_t *r, void *arg)
     } else if (strcmp(path, "/bad-extra") == 0) {
         record_rc(
             f, net_http_respond(r, 200, "text/plain", "x", 1, "X-A: 1\r\nX-B: a\nInjected: 1\r\n"));
+    } else if (strcmp(path, "/bad-extra2") == 0) {
+        record_rc(f, net_http_respond(r, 200, "text/plain", "x", 1, "Transfer-Encodingx: 1\r\n"));
     } else if (strcmp(path, "/bad-ctype") == 0) {
         record_rc(f, net_http_respond(r, 200, "text/plain\r\nX-Evil: 1", "x", 1, NULL));
     } else if (strcmp(path, "/retry") == 0) {
@@ -564,6 +566,7 @@ static void cl_errors(fx *f)
     f->status[1] = one_shot(f, "GET /bad-extra HTTP/1.1\r\n\r\n", f->out[1]);
     f->status[2] = one_shot(f, "GET /bad-ctype HTTP/1.1\r\n\r\n", f->out[2]);
     f->status[3] = one_shot(f, "GET /retry HTTP/1.1\r\n\r\n", f->out[3]);
+    f->status[4] = one_shot(f, "GET /bad-extra2 HTTP/1.1\r\n\r\n", f->out[4]);
 }
 
 static void test_error_json(void **state)
@@ -594,13 +597,16 @@ static void test_error_json(void **state)
     assert_int_equal(f->status[3], 429);
     assert_true(resp_header(f->out[3], "Retry-After", v, sizeof v));
     assert_string_equal(v, "1");
-    assert_int_equal(f->nrc, 4);
+    assert_int_equal(f->status[4], 500);
+    assert_null(strstr(f->out[4], "Transfer-Encodingx"));
+    assert_int_equal(f->nrc, 5);
     assert_int_equal(f->rcs[0], DM_OK);
     assert_int_equal(f->rcs[1], DM_EINVAL);
     assert_int_equal(f->rcs[2], DM_EINVAL);
     assert_int_equal(f->rcs[3], DM_OK);
+    assert_int_equal(f->rcs[4], DM_EINVAL);
     assert_int_equal(f->stats.responses_4xx, 2);
-    assert_int_equal(f->stats.responses_5xx, 2);
+    assert_int_equal(f->stats.responses_5xx, 3);
     free(f);
 }
 
