@@ -236,6 +236,10 @@ struct node_share_svc {
     size_t hwm_rotate;
     /* directories */
     seen_cache seen;
+    struct {
+        struct item **tab; /* shares in the pipeline, by id */
+        size_t mask, n;
+    } pins;
     idmap keymap;
     keyent **keys;
     size_t nkeys, capkeys;
@@ -492,6 +496,81 @@ static void seen_add(node_share_svc_t *s, const uint8_t id[32])
     c->head = (pos + 1) % c->cap;
 }
 
+/*
+ * Pins: the ids of shares between intake and the end of their commit. The
+ * seen-cache forgets in FIFO order and may be small; a pinned id is never
+ * forgotten, so a second copy of a share still being verified or committed is
+ * always a duplicate (at most one verification per share, whatever the cache
+ * size).
+ */
+static size_t pin_find(const node_share_svc_t *s, const uint8_t id[32])
+{
+    if (!s->pins.tab)
+        return SIZE_MAX;
+    size_t j = id_hash(s, id) & s->pins.mask;
+    while (s->pins.tab[j]) {
+        if (!memcmp(s->pins.tab[j]->id, id, 32))
+            return j;
+        j = (j + 1) & s->pins.mask;
+    }
+    return SIZE_MAX;
+}
+
+static bool pin_has(const node_share_svc_t *s, const uint8_t id[32])
+{
+    return pin_find(s, id) != SIZE_MAX;
+}
+
+static int pin_add(node_share_svc_t *s, item *it)
+{
+    if (!s->pins.tab || (s->pins.n + 1) * 2 > s->pins.mask + 1) {
+        size_t ncap = s->pins.tab ? (s->pins.mask + 1) * 2 : 256;
+        item **nt = calloc(ncap, sizeof *nt);
+        if (!nt)
+            return DM_ENOMEM;
+        for (size_t i = 0; s->pins.tab && i <= s->pins.mask; i++) {
+            if (!s->pins.tab[i])
+                continue;
+            size_t j = id_hash(s, s->pins.tab[i]->id) & (ncap - 1);
+            while (nt[j])
+                j = (j + 1) & (ncap - 1);
+            nt[j] = s->pins.tab[i];
+        }
+        free(s->pins.tab);
+        s->pins.tab = nt;
+        s->pins.mask = ncap - 1;
+    }
+    size_t j = id_hash(s, it->id) & s->pins.mask;
+    while (s->pins.tab[j])
+        j = (j + 1) & s->pins.mask;
+    s->pins.tab[j] = it;
+    s->pins.n++;
+    return DM_OK;
+}
+
+static void pin_del(node_share_svc_t *s, const item *it)
+{
+    size_t i = pin_find(s, it->id);
+    if (i == SIZE_MAX || s->pins.tab[i] != it)
+        return;
+    size_t j = i, mask = s->pins.mask;
+    s->pins.n--;
+    for (;;) {
+        s->pins.tab[i] = NULL;
+        for (;;) {
+            j = (j + 1) & mask;
+            if (!s->pins.tab[j])
+                return;
+            size_t k = id_hash(s, s->pins.tab[j]->id) & mask;
+            bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+            if (!stays)
+                break;
+        }
+        s->pins.tab[i] = s->pins.tab[j];
+        i = j;
+    }
+}
+
 /* ---------------------------------------------------------------- marks */
 
 static mark_t *mark_find(node_share_svc_t *s, const uint8_t origin[32])
@@ -719,6 +798,7 @@ static void item_free(item *it)
  * from the seen-cache too, so a genuine copy can still be accepted later. */
 static void remote_drop(node_share_svc_t *s, item *it, bool forget)
 {
+    pin_del(s, it);
     if (forget)
         seen_remove(s, it->id);
     s->remote_items--;
@@ -730,6 +810,7 @@ static void remote_drop(node_share_svc_t *s, item *it, bool forget)
 
 static void local_finish(node_share_svc_t *s, item *it, int rc)
 {
+    pin_del(s, it);
     if (rc)
         seen_remove(s, it->id);
     s->local_bytes -= it->bytes;
@@ -857,6 +938,10 @@ int node_share_submit(node_share_svc_t *s, const uint8_t recipient[20], const ch
     it->bytes = it->buf.len + 512;
     it->cb = cb;
     it->arg = arg;
+    if ((rc = pin_add(s, it))) {
+        item_free(it);
+        return rc;
+    }
     s->own_next++;
     s->local_bytes += it->bytes;
     s->st.pending_local++;
@@ -1410,7 +1495,7 @@ static intake_rc share_intake(node_share_svc_t *s, peer_st *ps, int kind, const 
     s->st.received++;
     if (crypto_sha256(id, body, blen))
         return IN_OK;
-    if (seen_has(s, id)) {
+    if (seen_has(s, id) || pin_has(s, id)) {
         s->st.duplicates++;
         return IN_OK;
     }
@@ -1484,6 +1569,10 @@ static intake_rc share_intake(node_share_svc_t *s, peer_st *ps, int kind, const 
     }
     it->body_len = blen;
     it->sig_len = slen;
+    if (pin_add(s, it)) {
+        item_free(it);
+        return IN_OK;
+    }
     it->src = peer_ref(ps);
     if (kind == K_SYNC && ps)
         ps->sync_inflight++;
@@ -1580,6 +1669,22 @@ static void sync_request(node_share_svc_t *s, peer_st *ps, const uint8_t origin[
     dm_buf_free(&b);
 }
 
+/* Another peer is already paging `origin` for us: pulling the same range from
+ * every peer would only multiply serving work and duplicates. A peer that stops
+ * answering times out (req_out clears) and the origin becomes free again. */
+static bool origin_busy(const node_share_svc_t *s, const peer_st *ps, const uint8_t origin[32])
+{
+    for (const peer_st *q = s->peers; q; q = q->next) {
+        if (q == ps || !q->p)
+            continue;
+        if ((q->req_out || q->sync_inflight) && !memcmp(q->req_origin, origin, 32))
+            return true;
+        if (q->cont && !memcmp(q->cont_origin, origin, 32))
+            return true;
+    }
+    return false;
+}
+
 static void sync_drive(node_share_svc_t *s, peer_st *ps)
 {
     if (s->closing || !ps->p || ps->req_out || uv_now(s->o.loop) < ps->backoff_until)
@@ -1606,6 +1711,10 @@ static void sync_drive(node_share_svc_t *s, peer_st *ps)
         uint64_t hwm = hwm_of(s, ps->wants[i].origin);
         if (hwm >= ps->wants[i].seq) {
             ps->wants[i] = ps->wants[--ps->nwants];
+            continue;
+        }
+        if (origin_busy(s, ps, ps->wants[i].origin)) {
+            i++;
             continue;
         }
         sync_request(s, ps, ps->wants[i].origin, hwm + 1);
@@ -2076,6 +2185,7 @@ static void svc_free(node_share_svc_t *s)
     free(s->marks);
     free(s->markmap.slots);
     seen_free(&s->seen);
+    free(s->pins.tab);
     dm_buf_free(&s->tmp);
     free(s);
 }

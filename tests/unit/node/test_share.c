@@ -550,7 +550,8 @@ static const char *NET_ID = "dm-share-test";
 typedef struct {
     int k;
     bool with_host;
-    const tnode *bootstrap; /* dial this node */
+    const tnode *bootstrap;  /* dial this node */
+    const tnode *bootstrap2; /* and this one */
     uint32_t max_in, max_out;
     uint32_t sync_page;
     size_t max_pending;
@@ -582,13 +583,16 @@ static void node_start(uv_loop_t *loop, tnode *n, const node_cfg *c)
         ho.ban_threshold = 100000; /* one loopback address: never ban it */
         ho.reconnect_min_ms = 50;
         ho.reconnect_max_ms = 200;
-        net_addr boot;
-        if (c->bootstrap) {
-            snprintf(boot.host, sizeof boot.host, "127.0.0.1");
-            boot.port = c->bootstrap->port;
-            ho.bootstrap = &boot;
-            ho.bootstrap_len = 1;
+        net_addr boot[2];
+        const tnode *bs[2] = {c->bootstrap, c->bootstrap2};
+        for (int b = 0; b < 2; b++) {
+            if (!bs[b])
+                continue;
+            snprintf(boot[ho.bootstrap_len].host, sizeof boot[0].host, "127.0.0.1");
+            boot[ho.bootstrap_len].port = bs[b]->port;
+            ho.bootstrap_len++;
         }
+        ho.bootstrap = ho.bootstrap_len ? boot : NULL;
         if (c->max_in || c->max_out) {
             ho.max_inbound = c->max_in == UINT32_MAX ? 0 : c->max_in;
             ho.max_outbound = c->max_out == UINT32_MAX ? 0 : c->max_out;
@@ -1671,6 +1675,45 @@ static void sync_catch_up(size_t count, size_t size, uint32_t page, uint64_t dea
     loop_finish(&loop);
 }
 
+static void test_svc_sync_two_sources(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    enum { N = 600, PAGE = 64 };
+    tnode n[3];
+    node_start(&loop, &n[0], &(node_cfg){.k = 0, .with_host = true, .sync_page = PAGE});
+    sub_t *subs = calloc(N, sizeof *subs);
+    submit_many(&n[0], subs, N, 300);
+    subs_t sw = {subs, N};
+    assert_true(run_until(&loop, subs_done, &sw, 60000));
+    node_start(&loop, &n[1],
+               &(node_cfg){.k = 1, .with_host = true, .bootstrap = &n[0], .sync_page = PAGE});
+    hwm_t hb = {&n[1], g_keys[0].id, N};
+    assert_true(run_until(&loop, hwm_reached, &hb, 30000));
+    uint64_t a_before = stats_of(&n[0]).synced_out;
+    /* C dials both at once: each advertises origin A at N, but C pages A's range
+     * from one of them at a time */
+    node_start(
+        &loop, &n[2],
+        &(node_cfg){
+            .k = 2, .with_host = true, .bootstrap = &n[0], .bootstrap2 = &n[1], .sync_page = PAGE});
+    hwm_t hc = {&n[2], g_keys[0].id, N};
+    assert_true(run_until(&loop, hwm_reached, &hc, 30000));
+    node_share_stats c = stats_of(&n[2]);
+    assert_int_equal(c.stored, N);
+    assert_int_equal(c.verify_calls, N);
+    uint64_t served = stats_of(&n[0]).synced_out - a_before + stats_of(&n[1]).synced_out;
+    print_message("      late joiner with two sources: %llu shares served for %d\n",
+                  (unsigned long long)served, N);
+    assert_true(served >= N);
+    assert_true(served <= N + 2 * PAGE);
+    assert_true(c.duplicates <= 2 * PAGE);
+    free(subs);
+    nodes_stop(&loop, n, 3, false);
+    loop_finish(&loop);
+}
+
 static void test_svc_sync_pages(void **state)
 {
     (void)state;
@@ -1699,6 +1742,7 @@ int test_node_share(void)
         cmocka_unit_test(test_svc_hostile_sync_peer),
         cmocka_unit_test(test_svc_local_conflict),
         cmocka_unit_test(test_svc_sync_pages),
+        cmocka_unit_test(test_svc_sync_two_sources),
         cmocka_unit_test(test_svc_sync_late_joiner_10k),
     };
     return cmocka_run_group_tests_name("node_share", tests, group_setup, group_teardown);
