@@ -41,7 +41,10 @@ pwfile="$work/master-password"
 [ -s "$pwfile" ] || (umask 077; head -c 32 /dev/urandom | base64 >"$pwfile")
 base=$((21000 + (RANDOM % 300) * 100))
 declare -A pid=()
-stop_all() { for i in "${!pid[@]}"; do kill -TERM "${pid[$i]}" 2>/dev/null; done; wait 2>/dev/null || true; }
+stop_all() {
+  for i in "${!pid[@]}"; do kill -TERM "${pid[$i]}" 2>/dev/null || true; done
+  for i in "${!pid[@]}"; do wait "${pid[$i]}" 2>/dev/null || true; done
+}
 [ "$keep" -eq 1 ] || trap stop_all EXIT
 
 conf() { # conf I: config file of node I; all join from node 1's address
@@ -74,7 +77,8 @@ done
 
 step "starting three daemons (nodes 2 and 3 know only node 1's address)"
 for i in 1 2 3; do
-  dm "$i" run >"$work/node$i.status" 2>>"$work/node$i.log" &
+  # started directly (not through the dm function) so that $! is dmnode itself
+  "$dmnode" --config "$work/node$i.toml" run >"$work/node$i.status" 2>>"$work/node$i.log" &
   pid[$i]=$!
   for _ in $(seq 1 200); do
     grep -q running "$work/node$i.status" 2>/dev/null && break
