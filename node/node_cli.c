@@ -348,7 +348,10 @@ static int open_store_or_api(cli_ctx *c, store_t **s, bool *via_api)
     return open_store(c, s, false); /* reports the error */
 }
 
-static int cmd_keys_rotate(cli_ctx *c)
+/* A key-store write: done locally when no daemon holds the directory, else through
+ * the daemon's internal API at `api_path` (the daemon's key manager must make it). */
+static int keys_write(cli_ctx *c, const char *api_path,
+                      int (*op)(cli_ctx *c, store_t *s, node_keys_t *km))
 {
     int rc = require_datadir(c);
     store_t *s = NULL;
@@ -357,11 +360,20 @@ static int cmd_keys_rotate(cli_ctx *c)
     if (rc || (rc = open_store_or_api(c, &s, &via_api)))
         return rc;
     if (via_api)
-        return api_simple(c, "POST", "/v1/keys/rotate", "{}");
-    if ((rc = unlock(c, s, &km)))
-        goto out;
+        return api_simple(c, "POST", api_path, "{}");
+    if ((rc = unlock(c, s, &km)) == DM_OK)
+        rc = op(c, s, km);
+    node_keys_close(km);
+    store_close(s);
+    return rc;
+}
+
+static int rotate_op(cli_ctx *c, store_t *s, node_keys_t *km)
+{
+    (void)s;
     uint32_t v;
-    if ((rc = node_keys_rotate(km, &v)))
+    int rc = node_keys_rotate(km, &v);
+    if (rc)
         fail(rc, "rotating data key");
     else if (c->json)
         printf("{\"current_version\":%u}\n", v);
@@ -369,26 +381,15 @@ static int cmd_keys_rotate(cli_ctx *c)
         printf("rotated: data key version %u is now current (older versions stay readable; run "
                "'dmnode keys reencrypt' to move data forward)\n",
                v);
-out:
-    node_keys_close(km);
-    store_close(s);
     return rc;
 }
 
-static int cmd_keys_reencrypt(cli_ctx *c)
+static int reencrypt_op(cli_ctx *c, store_t *s, node_keys_t *km)
 {
-    int rc = require_datadir(c);
-    store_t *s = NULL;
-    node_keys_t *km = NULL;
-    bool via_api;
-    if (rc || (rc = open_store_or_api(c, &s, &via_api)))
-        return rc;
-    if (via_api)
-        return api_simple(c, "POST", "/v1/keys/reencrypt", "{}");
-    if ((rc = unlock(c, s, &km)))
-        goto out;
+    (void)s;
     uint64_t moved;
-    if ((rc = node_keys_reencrypt(km, &moved)))
+    int rc = node_keys_reencrypt(km, &moved);
+    if (rc)
         fail(rc, "re-encrypting");
     else if (c->json)
         printf("{\"reencrypted\":%llu,\"current_version\":%u}\n", (unsigned long long)moved,
@@ -396,10 +397,17 @@ static int cmd_keys_reencrypt(cli_ctx *c)
     else
         printf("re-encrypted %llu records under data key version %u\n", (unsigned long long)moved,
                node_keys_current_version(km));
-out:
-    node_keys_close(km);
-    store_close(s);
     return rc;
+}
+
+static int cmd_keys_rotate(cli_ctx *c)
+{
+    return keys_write(c, "/v1/keys/rotate", rotate_op);
+}
+
+static int cmd_keys_reencrypt(cli_ctx *c)
+{
+    return keys_write(c, "/v1/keys/reencrypt", reencrypt_op);
 }
 
 static int cmd_run(cli_ctx *c)
