@@ -2320,6 +2320,73 @@ int node_share_list(node_share_svc_t *s, const uint8_t origin[32], uint64_t afte
     return rc;
 }
 
+#define REENCRYPT_BATCH 256
+
+int node_share__reencrypt(store_t *store, const node_keys_t *keys, uint64_t *moved, uint64_t *total)
+{
+    if (!store || !keys || !moved)
+        return DM_EINVAL;
+    *moved = 0;
+    if (total)
+        *total = 0;
+    uint32_t cur = node_keys_current_version(keys);
+    store_batch_t *b = NULL;
+    store_iter_t *it = NULL;
+    dm_buf pt = DM_BUF_INIT, sealed = DM_BUF_INIT, rec = DM_BUF_INIT;
+    uint64_t pending = 0;
+    int rc = store_batch_create(&b);
+    if (rc)
+        return rc;
+    /* the iterator reads a snapshot, so the batches written meanwhile do not disturb it */
+    if ((rc = store_iter_create(&it, store, STORE_CF_SHARES, NULL, 0, NULL, 0)))
+        goto out;
+    const uint8_t *k, *v;
+    size_t kl, vl;
+    while (store_iter_next(it, &k, &kl, &v, &vl)) {
+        const uint8_t *sv, *sig;
+        size_t sl, sigl;
+        uint64_t rms;
+        uint32_t ver;
+        if (total)
+            (*total)++;
+        if ((rc = node_share__record_decode(v, vl, &sv, &sl, &sig, &sigl, &rms)) ||
+            (rc = node_keys_sealed_version(sv, sl, &ver)))
+            goto out;
+        if (ver == cur)
+            continue;
+        dm_buf_reset(&pt);
+        dm_buf_reset(&sealed);
+        dm_buf_reset(&rec);
+        if ((rc = node_keys_open(keys, sv, sl, &pt)) ||
+            (rc = node_keys_seal(keys, pt.data, pt.len, &sealed)) ||
+            (rc = node_share__record_encode(&rec, sealed.data, sealed.len, sig, sigl, rms)) ||
+            (rc = store_batch_put(b, STORE_CF_SHARES, k, kl, rec.data, rec.len)))
+            goto out;
+        crypto_memzero(pt.data, pt.len);
+        if (++pending == REENCRYPT_BATCH) {
+            if ((rc = store_write(store, b)))
+                goto out;
+            *moved += pending;
+            pending = 0;
+            store_batch_clear(b);
+        }
+    }
+    if ((rc = store_iter_status(it)))
+        goto out;
+    if (pending) {
+        if ((rc = store_write(store, b)))
+            goto out;
+        *moved += pending;
+    }
+out:
+    store_iter_destroy(it);
+    store_batch_destroy(b);
+    dm_buf_free_secure(&pt);
+    dm_buf_free(&sealed);
+    dm_buf_free(&rec);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- stats (loop thread) */
 
 void node_share_get_stats(const node_share_svc_t *s, node_share_stats *out)

@@ -7,7 +7,9 @@
  * functions, any thread.
  */
 #include "dm_buf.h"
+#include "node_keys.h"
 #include "node_share.h"
+#include "store.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -55,5 +57,17 @@ int node_share__record_encode(dm_buf *out, const uint8_t *sealed, size_t sealed_
 int node_share__record_decode(const uint8_t *v, size_t n, const uint8_t **sealed,
                               size_t *sealed_len, const uint8_t **sig, size_t *sig_len,
                               uint64_t *received_ms);
+
+/**
+ * Re-seal every stored share whose payload is not under the current data key
+ * version (after node_keys_rotate), in atomic batches of at most 256 records;
+ * the signature and received time are kept. Safe to interrupt and run again.
+ * *moved counts the records rewritten; *total (may be NULL) the records seen.
+ * For `keys reencrypt`: run with the daemon stopped (it holds the store).
+ * DM_ECORRUPT / DM_ETAMPER if a record cannot be opened (nothing after it is
+ * rewritten; earlier batches stay committed).
+ */
+int node_share__reencrypt(store_t *store, const node_keys_t *keys, uint64_t *moved,
+                          uint64_t *total);
 
 #endif

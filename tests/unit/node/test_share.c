@@ -1052,6 +1052,75 @@ static void test_svc_encrypted_at_rest(void **state)
     free(dir);
 }
 
+static void test_svc_reencrypt(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    tnode n[1];
+    node_start(&loop, &n[0], &(node_cfg){.k = 2});
+    char *dir = strdup(n[0].dir);
+    enum { N = 300 }; /* more than one re-encryption batch */
+    sub_t *subs = calloc(N, sizeof *subs);
+    submit_many(&n[0], subs, N, 64);
+    subs_t sw = {subs, N};
+    assert_true(run_until(&loop, subs_done, &sw, 30000));
+    nodes_stop(&loop, n, 1, true);
+    loop_finish(&loop);
+
+    node_keys_t *km = g_keys[2].km;
+    uint32_t old = node_keys_current_version(km), ver = 0;
+    assert_int_equal(node_keys_rotate(km, &ver), DM_OK);
+    assert_int_equal(ver, old + 1);
+    store_t *st = NULL;
+    store_opts so = {.create = false};
+    assert_int_equal(store_open(&st, dir, &so), DM_OK);
+    uint64_t moved = 0, total = 0;
+    assert_int_equal(node_share__reencrypt(st, km, &moved, &total), DM_OK);
+    assert_int_equal(moved, N);
+    assert_int_equal(total, N);
+    /* every record is now under the new version */
+    store_iter_t *it;
+    assert_int_equal(store_iter_create(&it, st, STORE_CF_SHARES, NULL, 0, NULL, 0), DM_OK);
+    const uint8_t *k, *v;
+    size_t kl, vl;
+    while (store_iter_next(it, &k, &kl, &v, &vl)) {
+        const uint8_t *sv, *sig;
+        size_t sl, sigl;
+        uint64_t rms;
+        uint32_t sver;
+        assert_int_equal(node_share__record_decode(v, vl, &sv, &sl, &sig, &sigl, &rms), DM_OK);
+        assert_int_equal(node_keys_sealed_version(sv, sl, &sver), DM_OK);
+        assert_int_equal(sver, ver);
+    }
+    store_iter_destroy(it);
+    /* running again moves nothing */
+    assert_int_equal(node_share__reencrypt(st, km, &moved, &total), DM_OK);
+    assert_int_equal(moved, 0);
+    assert_int_equal(total, N);
+    store_close(st);
+
+    /* the shares read back unchanged, signature and all */
+    assert_int_equal(uv_loop_init(&loop), 0);
+    node_start(&loop, &n[0], &(node_cfg){.k = 2, .dir = dir});
+    for (size_t i = 0; i < N; i += 29) {
+        node_share_record rec;
+        assert_int_equal(node_share_read(n[0].svc, subs[i].r.id, &rec), DM_OK);
+        assert_int_equal(rec.f.seq, i + 1);
+        uint8_t d[64];
+        payload(d, sizeof d, i);
+        assert_memory_equal(rec.f.data, d, sizeof d);
+        assert_int_equal(crypto_rsa_verify(node_keys_rsa(km), rec.body.data, rec.body.len,
+                                           rec.sig.data, rec.sig.len),
+                         DM_OK);
+        node_share_record_free(&rec);
+    }
+    nodes_stop(&loop, n, 1, false);
+    loop_finish(&loop);
+    free(subs);
+    free(dir);
+}
+
 static void test_svc_limits_and_close(void **state)
 {
     (void)state;
@@ -1737,6 +1806,7 @@ int test_node_share(void)
         cmocka_unit_test(test_svc_local_commit),
         cmocka_unit_test(test_svc_encrypted_at_rest),
         cmocka_unit_test(test_svc_limits_and_close),
+        cmocka_unit_test(test_svc_reencrypt),
         cmocka_unit_test(test_svc_gossip_pair),
         cmocka_unit_test(test_svc_gossip_mesh_and_line),
         cmocka_unit_test(test_svc_hostile_sync_peer),
