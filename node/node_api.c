@@ -30,9 +30,9 @@ struct node_api {
     net_http_server_t *http;
     void (*close_cb)(void *);
     void *close_arg;
-    uv_work_t reencrypt_work; /* one re-encryption at a time */
-    bool reencrypt_busy;
-    bool http_closed; /* freed when the re-encryption (if any) also finished */
+    bool reencrypt_busy; /* one re-encryption at a time */
+    unsigned pool_jobs;  /* thread-pool jobs holding a request */
+    bool http_closed;    /* freed when the pool jobs (if any) also finished */
 };
 
 /* ---------- token file ---------- */
@@ -97,6 +97,13 @@ int node_api_token_load(const char *path, dm_buf *out)
 }
 
 /* ---------- helpers ---------- */
+
+static void api_free(node_api_t *a)
+{
+    if (a->close_cb)
+        a->close_cb(a->close_arg);
+    free(a);
+}
 
 static void reply_json(net_http_req_t *r, int status, json_t *j)
 {
@@ -461,6 +468,12 @@ static json_t *keys_json(node_api_t *a)
     size_t n = 0;
     if (node_keys_list(a->ctx.keys, &v, &n))
         return NULL;
+    /* scanning the shares is bulk work: keys_json runs on the thread pool */
+    uint64_t *per = calloc(n ? n : 1, sizeof *per);
+    if (per && node_share_count_versions(a->ctx.store, per, n) == DM_OK)
+        for (size_t i = 0; i < n; i++)
+            v[i].records += per[i];
+    free(per);
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < n; i++)
         json_array_append_new(arr, json_pack("{s:i, s:I, s:b, s:I}", "version", (int)v[i].version,
@@ -477,26 +490,64 @@ typedef struct {
     net_http_req_t *req;
     int rc;
     uint64_t moved;
-} reencrypt_job;
+    json_t *reply; /* GET /v1/keys */
+    uv_work_t work;
+} pool_job;
+
+static void keys_list_work(uv_work_t *w)
+{
+    pool_job *j = w->data;
+    j->reply = keys_json(j->api);
+}
+
+static void keys_list_done(uv_work_t *w, int status)
+{
+    pool_job *j = w->data;
+    node_api_t *a = j->api;
+    a->pool_jobs--;
+    if (status || !j->reply)
+        reply_err(j->req, status ? DM_ECLOSED : DM_ENOMEM, NULL);
+    else
+        reply_json(j->req, 200, j->reply);
+    free(j);
+    if (a->http_closed && !a->pool_jobs)
+        api_free(a);
+}
+
+static void keys_list(node_api_t *a, net_http_req_t *r)
+{
+    pool_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        reply_err(r, DM_ENOMEM, NULL);
+        return;
+    }
+    j->api = a;
+    j->req = r;
+    j->work.data = j;
+    if (uv_queue_work(a->ctx.loop, &j->work, keys_list_work, keys_list_done)) {
+        free(j);
+        reply_err(r, DM_EIO, NULL);
+        return;
+    }
+    a->pool_jobs++;
+}
 
 static void reencrypt_work(uv_work_t *w)
 {
-    reencrypt_job *j = w->data;
+    pool_job *j = w->data;
+    uint64_t shares = 0;
     j->rc = node_keys_reencrypt(j->api->ctx.keys, &j->moved);
-}
-
-static void api_free(node_api_t *a)
-{
-    if (a->close_cb)
-        a->close_cb(a->close_arg);
-    free(a);
+    if (!j->rc)
+        j->rc = node_share_reencrypt(j->api->ctx.store, j->api->ctx.keys, &shares);
+    j->moved += shares;
 }
 
 static void reencrypt_done(uv_work_t *w, int status)
 {
-    reencrypt_job *j = w->data;
+    pool_job *j = w->data;
     node_api_t *a = j->api;
     a->reencrypt_busy = false;
+    a->pool_jobs--;
     if (status || j->rc)
         reply_err(j->req, status ? DM_ECLOSED : j->rc, NULL);
     else
@@ -504,7 +555,7 @@ static void reencrypt_done(uv_work_t *w, int status)
                    json_pack("{s:I, s:i}", "reencrypted", (json_int_t)j->moved, "current_version",
                              (int)node_keys_current_version(j->api->ctx.keys)));
     free(j);
-    if (a->http_closed)
+    if (a->http_closed && !a->pool_jobs)
         api_free(a);
 }
 
@@ -525,20 +576,21 @@ static void keys_reencrypt(node_api_t *a, net_http_req_t *r)
         net_http_respond_error(r, 409, "EBUSY", "a re-encryption is already running");
         return;
     }
-    reencrypt_job *j = calloc(1, sizeof *j);
+    pool_job *j = calloc(1, sizeof *j);
     if (!j) {
         reply_err(r, DM_ENOMEM, NULL);
         return;
     }
     j->api = a;
     j->req = r;
-    a->reencrypt_work.data = j;
-    a->reencrypt_busy = true;
-    if (uv_queue_work(a->ctx.loop, &a->reencrypt_work, reencrypt_work, reencrypt_done)) {
-        a->reencrypt_busy = false;
+    j->work.data = j;
+    if (uv_queue_work(a->ctx.loop, &j->work, reencrypt_work, reencrypt_done)) {
         free(j);
         reply_err(r, DM_EIO, NULL);
+        return;
     }
+    a->reencrypt_busy = true;
+    a->pool_jobs++;
 }
 
 /* ---------- routing ---------- */
@@ -580,7 +632,7 @@ static void handle(net_http_req_t *r, void *arg)
             allowed = "GET";
     } else if (strcmp(p, "/v1/keys") == 0) {
         if (get)
-            reply_json(r, 200, keys_json(a));
+            keys_list(a, r);
         else
             allowed = "GET";
     } else if (strcmp(p, "/v1/keys/rotate") == 0) {
@@ -639,7 +691,7 @@ static void http_closed(void *arg)
 {
     node_api_t *a = arg;
     a->http_closed = true;
-    if (!a->reencrypt_busy)
+    if (!a->pool_jobs)
         api_free(a);
 }
 

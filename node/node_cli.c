@@ -14,6 +14,7 @@
 #include "node_config.h"
 #include "node_daemon.h"
 #include "node_keys.h"
+#include "node_share.h"
 #include "store.h"
 
 #include <ctype.h>
@@ -306,6 +307,14 @@ static int cmd_keys_list(cli_ctx *c)
         fail(rc, "listing keys");
         goto out;
     }
+    if (n) {
+        /* sealed share payloads count too */
+        uint64_t *per = calloc(n, sizeof *per);
+        if (per && node_share_count_versions(s, per, n) == DM_OK)
+            for (size_t i = 0; i < n; i++)
+                v[i].records += per[i];
+        free(per);
+    }
     if (c->json)
         printf("{\"kdf\":\"pbkdf2-hmac-sha256\",\"iterations\":%u,\"current_version\":%u,"
                "\"versions\":[",
@@ -386,9 +395,11 @@ static int rotate_op(cli_ctx *c, store_t *s, node_keys_t *km)
 
 static int reencrypt_op(cli_ctx *c, store_t *s, node_keys_t *km)
 {
-    (void)s;
-    uint64_t moved;
+    uint64_t moved, shares = 0;
     int rc = node_keys_reencrypt(km, &moved);
+    if (!rc)
+        rc = node_share_reencrypt(s, km, &shares);
+    moved += shares;
     if (rc)
         fail(rc, "re-encrypting");
     else if (c->json)

@@ -2407,3 +2407,30 @@ size_t node_share_origins(const node_share_svc_t *s, node_share_origin_info *out
     }
     return n;
 }
+
+int node_share_reencrypt(store_t *store, const node_keys_t *keys, uint64_t *moved)
+{
+    return node_share__reencrypt(store, keys, moved, NULL);
+}
+
+int node_share_count_versions(store_t *store, uint64_t *counts, size_t n)
+{
+    store_iter_t *it = NULL;
+    int rc = store_iter_create(&it, store, STORE_CF_SHARES, NULL, 0, NULL, 0);
+    if (rc)
+        return rc;
+    const uint8_t *k, *v;
+    size_t kl, vl;
+    while (store_iter_next(it, &k, &kl, &v, &vl)) {
+        const uint8_t *sv, *sig;
+        size_t sl, sigl;
+        uint64_t rms;
+        uint32_t ver;
+        if (node_share__record_decode(v, vl, &sv, &sl, &sig, &sigl, &rms) == DM_OK &&
+            node_keys_sealed_version(sv, sl, &ver) == DM_OK && ver >= 1 && ver <= n)
+            counts[ver - 1]++;
+    }
+    rc = store_iter_status(it);
+    store_iter_destroy(it);
+    return rc;
+}

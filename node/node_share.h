@@ -130,6 +130,16 @@ typedef struct {
     size_t pending_local, pending_verify, pending_commit;
 } node_share_stats;
 void node_share_get_stats(const node_share_svc_t *s, node_share_stats *out);
+/**
+ * Data keys at rest (`keys reencrypt`, `keys list`): re-seal every stored share
+ * not under the current data-key version, in atomic batches (safe to interrupt
+ * and repeat; safe beside a running service, whose new shares are already
+ * current), and count stored shares per version (counts[v-1] for v in 1..n).
+ * Any thread.
+ */
+int node_share_reencrypt(store_t *store, const node_keys_t *keys, uint64_t *moved);
+int node_share_count_versions(store_t *store, uint64_t *counts, size_t n);
+
 /** Per-origin marks; returns the count written (up to max). */
 size_t node_share_origins(const node_share_svc_t *s, node_share_origin_info *out, size_t max);
 
