@@ -5,7 +5,9 @@
 #   - shares/s fully delivered (first submission until every node holds all M)
 #   - p50/p99 publish-to-receive latency (origin timestamp -> received at each node)
 #   - duplicates received per node, signature verifications per share per node
-#   - CPU seconds and peak RSS per node, and their sum
+#   - CPU seconds and peak RSS per node, and their sum; and the PSS sum (proportional set
+#     size: shared library pages counted once across the nodes), which is what "memory of
+#     all nodes together" means, since every node maps the same librocksdb/libcrypto pages
 #   - the RSA-2048 sign/verify bound from `openssl speed` measured in the same run
 # Usage: bench/gossip/run.sh [--nodes N] [--degree D] [--messages M] [--size S]
 #                            [--publishers P] [--rate R (shares/s per publisher, 0 = max)]
@@ -92,28 +94,30 @@ for ((i = 1; i <= N; i++)); do
 done
 read -r p50 p99 < <(sort -n "$work/lat" | awk '{a[NR]=$1} END {i50=int(NR*0.50); i99=int(NR*0.99); if(i50<1)i50=1; if(i99<1)i99=1; print a[i50], a[i99]}')
 
-cpu_total=0; rss_total=0; hz=$(getconf CLK_TCK)
+cpu_total=0; rss_total=0; pss_total=0; hz=$(getconf CLK_TCK)
 for ((i = 1; i <= N; i++)); do
   pid=${node_pid[$i]}
   st=$(api "$i" /v1/status)
   cpu=$(awk -v hz="$hz" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$pid/stat")
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  pss=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup")
+  pss_total=$((pss_total + pss))
   cpu_total=$(echo "$cpu_total $cpu" | awk '{printf "%.2f", $1 + $2}')
   rss_total=$((rss_total + rss))
-  echo "$st" | jq -c --arg cpu "$cpu" --arg rss "$rss" --argjson n "$i" \
+  echo "$st" | jq -c --arg cpu "$cpu" --arg rss "$rss" --arg pss "$pss" --argjson n "$i" \
     '{bench:"gossip", node:$n, stored:.shares.stored, duplicates:.shares.duplicates,
       verify_calls:.shares.verify_calls, received:.shares.received, synced_in:.shares.synced_in,
-      peers:.peers, cpu_s:($cpu|tonumber), peak_rss_kib:($rss|tonumber)}'
+      peers:.peers, cpu_s:($cpu|tonumber), peak_rss_kib:($rss|tonumber), pss_kib:($pss|tonumber)}'
 done
 secs=$(echo "$t0 $t1" | awk '{printf "%.3f", ($2 - $1) / 1000}')
 rate=$(echo "$total $secs" | awk '{printf "%.1f", $1 / $2}')
 jq -cn --argjson n "$N" --argjson d "$D" --argjson m "$total" --argjson s "$S" --argjson p "$P" \
   --argjson secs "$secs" --argjson rate "$rate" --argjson p50 "$p50" --argjson p99 "$p99" \
-  --argjson cpu "$cpu_total" --argjson rss "$rss_total" \
+  --argjson cpu "$cpu_total" --argjson rss "$rss_total" --argjson pss "$pss_total" \
   --arg sign "$sign_bound" --arg verify "$verify_bound" --arg cpus "$(nproc)" \
   '{bench:"gossip", nodes:$n, degree:$d, messages:$m, size:$s, publishers:$p, seconds:$secs,
     delivered_per_s:$rate, latency_ms:{p50:$p50, p99:$p99}, cpu_s_total:$cpu,
-    peak_rss_kib_total:$rss, openssl_rsa2048_sign_per_s_per_core:($sign|tonumber),
+    peak_rss_kib_total:$rss, pss_kib_total_at_end:$pss, openssl_rsa2048_sign_per_s_per_core:($sign|tonumber),
     openssl_rsa2048_verify_per_s_per_core:($verify|tonumber), nproc:($cpus|tonumber),
     delivered_vs_sign_bound:(($rate / (($sign|tonumber) * ($cpus|tonumber))) * 1000 | round / 1000)}'
 for ((i = 1; i <= N; i++)); do stop_node "$i"; done
