@@ -11,6 +11,7 @@
 #include "node_share.h"
 
 #include <jansson.h>
+#include <malloc.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +254,9 @@ int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, F
 {
     /* RSA batches, commits and sync reads share the pool with DNS: size it before first use */
     setenv("UV_THREADPOOL_SIZE", "4", 0);
+    /* glibc gives each thread its own arena; a few are plenty for one loop and a small pool,
+     * and each spare arena holds freed memory (eight nodes share one machine) */
+    mallopt(M_ARENA_MAX, 2);
     daemon_t d;
     memset(&d, 0, sizeof d);
     d.cfg = cfg;
