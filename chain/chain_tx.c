@@ -147,8 +147,7 @@ int chain_tx_decode_signed(const uint8_t *raw, size_t n, chain_tx1559 *tx, crypt
         rc = DM_EPARSE;
         goto out;
     }
-    if ((rc = get_u256(&it, &t.value)) != DM_OK ||
-        (rc = chain_rlp_iter_bytes(&it, &item)) != DM_OK)
+    if ((rc = get_u256(&it, &t.value)) != DM_OK || (rc = chain_rlp_iter_bytes(&it, &item)) != DM_OK)
         goto out;
     t.data = item.len ? item.payload : NULL;
     t.data_len = item.len;

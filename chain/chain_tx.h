@@ -39,9 +39,9 @@ typedef struct {
     chain_u256 max_priority_fee_per_gas; /* wei */
     chain_u256 max_fee_per_gas;          /* wei */
     uint64_t gas_limit;
-    bool has_to;   /* false: contract creation (`to` encoded as the empty string) */
+    bool has_to; /* false: contract creation (`to` encoded as the empty string) */
     uint8_t to[20];
-    chain_u256 value; /* wei */
+    chain_u256 value;    /* wei */
     const uint8_t *data; /* borrowed; NULL allowed when data_len == 0 */
     size_t data_len;
 } chain_tx1559;
