@@ -1341,9 +1341,13 @@ static void commit_done(uv_work_t *req, int status)
             s->own_next = own->max_seq + 1; /* our own shares learned from the network */
     }
     int local_rc = 0;
-    for (size_t i = 0; i < j->n && !local_rc; i++)
-        if (j->items[i]->kind == K_LOCAL && (jrc || j->items[i]->rc))
+    size_t outbox_added = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        if (j->items[i]->kind == K_LOCAL && (jrc || j->items[i]->rc) && !local_rc)
             local_rc = jrc ? jrc : j->items[i]->rc;
+        if (j->items[i]->kind == K_LOCAL && !jrc && !j->items[i]->rc && s->o.audit)
+            outbox_added++;
+    }
     item_q failed = {0};
     if (local_rc)
         local_reset(s, local_rc, &failed);
@@ -1381,6 +1385,8 @@ static void commit_done(uv_work_t *req, int status)
     item *it;
     while ((it = q_pop(&failed)))
         local_finish(s, it, local_rc);
+    if (outbox_added && !local_rc && s->o.on_outbox)
+        s->o.on_outbox(s->o.on_outbox_arg, outbox_added);
     commit_kick(s);
     peers_drive(s);
     maybe_finish_close(s);

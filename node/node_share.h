@@ -71,6 +71,10 @@ typedef struct {
     uint32_t sync_interval_ms; /* periodic HWM exchange; default 5000 */
     uint32_t sync_page;        /* shares per SYNC_RESP, <= NET_MAX_SYNC_PAGE; default 128 */
     size_t max_pending;        /* local submissions not yet committed; beyond: DM_ELIMIT */
+    /** Called on the loop after a commit that added anchoring outbox entries (the
+     *  anchorer's cue); may be NULL. */
+    void (*on_outbox)(void *arg, size_t added);
+    void *on_outbox_arg;
 } node_share_opts;
 
 void node_share_opts_default(node_share_opts *o);
