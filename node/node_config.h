@@ -25,7 +25,7 @@ typedef struct {
 } node_hostport;
 
 /* Number of configuration keys (the size of the schema table in node_config.c). */
-#define NODE_CONFIG_NKEYS 25
+#define NODE_CONFIG_NKEYS 27
 
 typedef struct {
     char *datadir;                  /* datadir (required by commands that need state) */
@@ -50,6 +50,8 @@ typedef struct {
     char *chain_contract;           /* chain.contract ("" or 0x + 40 hex) */
     uint32_t chain_batch_max_events;   /* chain.batch_max_events, 1..4096 */
     uint32_t chain_batch_max_delay_ms; /* chain.batch_max_delay_ms */
+    uint32_t chain_confirmations;      /* chain.confirmations */
+    uint32_t chain_max_fee_gwei;       /* chain.max_fee_gwei */
     bool storage_sync;              /* storage.sync */
     dm_log_level log_level;         /* log.level */
     char *keys_master_password_file; /* keys.master_password_file ("" = use KEY_MASTER_PASSWORD) */
