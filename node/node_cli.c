@@ -448,6 +448,17 @@ static int cmd_config_show(cli_ctx *c)
     return rc;
 }
 
+static int cmd_config_keys(cli_ctx *c)
+{
+    (void)c;
+    dm_buf out = DM_BUF_INIT;
+    int rc = node_config_describe(&out);
+    if (!rc)
+        fwrite(out.data, 1, out.len, stdout);
+    dm_buf_free(&out);
+    return rc;
+}
+
 static int cmd_version(cli_ctx *c)
 {
     (void)c;
@@ -714,6 +725,10 @@ static const cli_command COMMANDS[] = {
      "usage: dmnode [--config FILE] [--section.key=value ...] config show\n\n"
      "Prints the configuration after file, environment and flags are applied, in file\n"
      "syntax. Contains no secrets.\n"},
+    {"config keys", cmd_config_keys, "list every configuration key (Markdown table)",
+     "usage: dmnode config keys\n\n"
+     "Every key with its type, default, allowed values, environment variable and meaning\n"
+     "(the table in docs/CONFIG.md is this output).\n"},
     {"version", cmd_version, "print the version", "usage: dmnode version\n"},
     {"help", cmd_help, "show help for a command", "usage: dmnode help [COMMAND]\n"},
 };
