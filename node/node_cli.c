@@ -15,6 +15,9 @@
 #include "node_daemon.h"
 #include "node_keys.h"
 #include "node_share.h"
+#include "node_audit.h"
+#include "node_chain.h"
+#include "chain_verify.h"
 #include "store.h"
 
 #include <ctype.h>
@@ -673,6 +676,157 @@ static int cmd_status(cli_ctx *c)
     return api_simple(c, "GET", "/v1/status", NULL);
 }
 
+/* ---------- chain: deploy, verify ---------- */
+
+static int cmd_chain_deploy(cli_ctx *c)
+{
+    const char *url = opt(c, "rpc") ? opt(c, "rpc") : c->cfg.chain_rpc_url;
+    if (!url || !*url) {
+        fprintf(stderr, "dmnode: no RPC endpoint: pass --rpc URL or set chain.rpc_url\n");
+        return DM_ECONFIG;
+    }
+    int rc = require_datadir(c);
+    store_t *s = NULL;
+    node_keys_t *km = NULL;
+    if (rc || (rc = open_store(c, &s, true)))
+        return rc;
+    if ((rc = unlock(c, s, &km)) == DM_OK) {
+        char addr[43];
+        uint8_t txh[32];
+        rc = node_chain_deploy(url, c->cfg.chain_chain_id, km, c->cfg.chain_max_fee_gwei, addr, txh);
+        char h[65];
+        dm_hex_encode(h, txh, 32);
+        if (rc)
+            fail(rc, "deploying the audit contract");
+        else if (c->json)
+            printf("{\"contract\":\"%s\",\"tx_hash\":\"0x%s\"}\n", addr, h);
+        else
+            printf("contract: %s\ntx_hash: 0x%s\n(set chain.contract = \"%s\")\n", addr, h, addr);
+    }
+    node_keys_close(km);
+    store_close(s);
+    return rc;
+}
+
+static int read_file_all(const char *path, dm_buf *out, size_t max)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "dmnode: cannot open %s: %s\n", path, strerror(errno));
+        return DM_EIO;
+    }
+    char buf[65536];
+    size_t n;
+    int rc = DM_OK;
+    while (!rc && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        rc = out->len + n > max ? DM_ETOOBIG : dm_buf_append(out, buf, n);
+    if (f != stdin)
+        fclose(f);
+    return rc;
+}
+
+static int verify_bundle_text(cli_ctx *c, const char *url, const dm_buf *text)
+{
+    uint64_t conf = c->cfg.chain_confirmations;
+    const char *co = opt(c, "confirmations");
+    if (co) {
+        char *end;
+        conf = strtoull(co, &end, 10);
+        if (*end || !*co) {
+            fprintf(stderr, "dmnode: --confirmations takes a number\n");
+            return DM_EINVAL;
+        }
+    }
+    chain_verify_report rep;
+    int rc = chain_verify_run(url, (const char *)text->data, text->len, conf, NULL, &rep);
+    if (c->json) {
+        json_t *j = chain_verify_report_json(&rep);
+        char *t = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+        if (t)
+            printf("%s\n", t);
+        free(t);
+        json_decref(j);
+    } else {
+        dm_buf out = DM_BUF_INIT;
+        chain_verify_report_format(&rep, &out);
+        fwrite(out.data, 1, out.len, stdout);
+        printf("%s\n", rc == DM_OK ? "VERIFIED" : "NOT VERIFIED");
+        dm_buf_free(&out);
+    }
+    return rc;
+}
+
+static int cmd_verify_proof(cli_ctx *c)
+{
+    const char *url = opt(c, "rpc") ? opt(c, "rpc") : c->cfg.chain_rpc_url;
+    if (!url || !*url) {
+        fprintf(stderr, "dmnode: no RPC endpoint: pass --rpc URL\n");
+        return DM_ECONFIG;
+    }
+    dm_buf text = DM_BUF_INIT;
+    int rc = read_file_all(c->args[0], &text, CHAIN_VERIFY_BUNDLE_MAX);
+    if (!rc)
+        rc = verify_bundle_text(c, url, &text);
+    dm_buf_free(&text);
+    return rc;
+}
+
+static int cmd_verify_share(cli_ctx *c)
+{
+    const char *id = c->args[0];
+    if (strlen(id) != 64 || strspn(id, "0123456789abcdefABCDEF") != 64) {
+        fprintf(stderr, "dmnode: a share id is 64 hex characters\n");
+        return DM_EINVAL;
+    }
+    int rc = require_datadir(c);
+    if (rc)
+        return rc;
+    char path[128];
+    snprintf(path, sizeof path, "/v1/shares/%s/proof", id);
+    dm_buf reply = DM_BUF_INIT;
+    long status = 0;
+    rc = api_call(c, "GET", path, NULL, &reply, &status);
+    if (!rc && status != 200)
+        rc = api_print(&reply, status);
+    if (!rc) {
+        const char *url = opt(c, "rpc") ? opt(c, "rpc") : c->cfg.chain_rpc_url;
+        if (opt(c, "bundle-out")) {
+            FILE *f = fopen(opt(c, "bundle-out"), "wb");
+            if (!f || fwrite(reply.data, 1, reply.len, f) != reply.len)
+                rc = DM_EIO;
+            if (f)
+                fclose(f);
+        }
+        if (!rc && url && *url)
+            rc = verify_bundle_text(c, url, &reply);
+        else if (!rc)
+            printf("%.*s\n", (int)reply.len, (const char *)reply.data);
+    }
+    dm_buf_free(&reply);
+    return rc;
+}
+
+static int cmd_audit_verify(cli_ctx *c)
+{
+    int rc = require_datadir(c);
+    store_t *s = NULL;
+    if (rc || (rc = open_store(c, &s, true)))
+        return rc;
+    uint64_t n = 0, bad = 0;
+    rc = node_audit_verify(s, &n, &bad);
+    if (rc == DM_OK)
+        printf(c->json ? "{\"ok\":true,\"entries\":%llu}\n" : "audit log intact: %llu entries\n",
+               (unsigned long long)n);
+    else if (rc == DM_ETAMPER)
+        printf(c->json ? "{\"ok\":false,\"first_bad_seq\":%llu}\n"
+                       : "audit log BROKEN at entry %llu (altered, removed or reordered)\n",
+               (unsigned long long)bad);
+    else
+        fail(rc, "verifying the audit log");
+    store_close(s);
+    return rc;
+}
+
 static int cmd_help(cli_ctx *c);
 
 static const cli_command COMMANDS[] = {
@@ -721,6 +875,29 @@ static const cli_command COMMANDS[] = {
     {"status", cmd_status, "show the daemon's status",
      "usage: dmnode status --datadir DIR\n\n"
      "Node id, ports, peers, share counters and per-origin high-water marks (GET /v1/status).\n"},
+    {"chain deploy", cmd_chain_deploy, "deploy the audit contract from the node's account",
+     "usage: dmnode chain deploy --datadir DIR [--rpc URL]\n\n"
+     "Signs a contract-creation transaction for contracts/AuditAnchor.sol (bytecode built into\n"
+     "dmnode) with the node's Ethereum key, sends it to --rpc (default chain.rpc_url), waits\n"
+     "for the receipt and prints the contract address for chain.contract. The account must\n"
+     "hold enough ether for the gas.\n",
+     "rpc", 0},
+    {"verify proof", cmd_verify_proof, "verify a proof bundle against the chain",
+     "usage: dmnode verify proof FILE --rpc URL [--confirmations N] [--json]\n\n"
+     "Checks a proof bundle (docs/ANCHORING.md) with nothing but a JSON-RPC endpoint: the\n"
+     "leaf, the Merkle path, the receipt and its log from the audit contract, the sender's\n"
+     "binding to the origin node, and the confirmations. Each failed check is named. FILE -\n"
+     "reads standard input. Exit 0 verified, 5 a check failed.\n",
+     "rpc confirmations", 1},
+    {"verify share", cmd_verify_share, "fetch a share's proof bundle and verify it",
+     "usage: dmnode verify share ID [--rpc URL] [--bundle-out FILE] [--json]\n\n"
+     "Asks the running daemon for the share's proof bundle (GET /v1/shares/ID/proof) and\n"
+     "verifies it against --rpc (default chain.rpc_url); without an endpoint prints it.\n",
+     "rpc bundle-out confirmations", 1},
+    {"audit verify", cmd_audit_verify, "check the hash chain of the audit log",
+     "usage: dmnode audit verify --datadir DIR [--json]\n\n"
+     "Walks the audit log and names the first entry that was altered, removed or reordered\n"
+     "(exit 5). Works beside a running daemon (read-only).\n"},
     {"config show", cmd_config_show, "print the effective configuration",
      "usage: dmnode [--config FILE] [--section.key=value ...] config show\n\n"
      "Prints the configuration after file, environment and flags are applied, in file\n"
