@@ -516,7 +516,7 @@ static int check_identity(const chain_verify_bundle *b, chain_verify_report *r)
             "event origin %s is not the bundle's node_id %s", origin ? origin : "(none)",
             b->origin.node_id);
     else
-        set(r, CHAIN_VERIFY_CHECK_ORIGIN, CHAIN_VERIFY_PASS, "event from node %.16s…", origin);
+        set(r, CHAIN_VERIFY_CHECK_ORIGIN, CHAIN_VERIFY_PASS, "event from node %.16s...", origin);
     return DM_OK;
 }
 
@@ -541,7 +541,7 @@ static int check_binding(const chain_verify_bundle *b, chain_verify_report *r)
     rc = crypto_rsa_verify(k, msg.data, msg.len, b->origin.eth_binding, b->origin.eth_binding_len);
     if (rc == DM_EBADSIG) {
         set(r, CHAIN_VERIFY_CHECK_BINDING, CHAIN_VERIFY_FAIL,
-            "eth_binding signature does not verify: origin key did not bind node %.16s… to %s",
+            "eth_binding signature does not verify: origin key did not bind node %.16s... to %s",
             b->origin.node_id, addr);
         rc = DM_OK;
         goto out;

@@ -5,4 +5,5 @@ int test_chain_rlp(void);
 int test_chain_tx(void);
 int test_chain_rpc(void);
 int test_chain_contract(void);
+int test_chain_verify(void);
 #endif

@@ -8,7 +8,8 @@
 
 int main(void)
 {
-    int (*groups[])(void) = {test_chain_rlp, test_chain_tx, test_chain_rpc, test_chain_contract};
+    int (*groups[])(void) = {test_chain_rlp, test_chain_tx, test_chain_rpc, test_chain_contract,
+                             test_chain_verify};
     int failed = 0;
     for (unsigned i = 0; i < sizeof groups / sizeof groups[0]; i++)
         if (groups[i])
