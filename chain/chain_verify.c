@@ -92,7 +92,8 @@ int chain_verify_report_format(const chain_verify_report *r, dm_buf *out)
 {
     for (int i = 0; i < CHAIN_VERIFY_CHECK_COUNT_ALL; i++) {
         const chain_verify_check *c = &r->checks[i];
-        const char *res = c->result == CHAIN_VERIFY_FAIL ? "FAIL" : chain_verify_result_name(c->result);
+        const char *res =
+            c->result == CHAIN_VERIFY_FAIL ? "FAIL" : chain_verify_result_name(c->result);
         int rc = c->msg[0] ? dm_buf_printf(out, "  %-14s %-8s %s\n", CHECK_NAMES[i], res, c->msg)
                            : dm_buf_printf(out, "  %-14s %s\n", CHECK_NAMES[i], res);
         if (rc)
@@ -119,10 +120,17 @@ json_t *chain_verify_report_json(const chain_verify_report *r)
                      (json_int_t)r->confirmations, "checks", checks);
 }
 
-__attribute__((format(printf, 4, 5))) static void set(chain_verify_report *r,
-                                                      chain_verify_check_id id,
-                                                      chain_verify_result res, const char *fmt,
-                                                      ...)
+/* Messages may quote input (a member name, jansson's token): keep them printable ASCII so
+ * they are safe to log and always valid UTF-8 in the JSON report. */
+static void sanitize(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            *s = '?';
+}
+
+__attribute__((format(printf, 4, 5))) static void
+set(chain_verify_report *r, chain_verify_check_id id, chain_verify_result res, const char *fmt, ...)
 {
     chain_verify_check *c = &r->checks[id];
     c->result = res;
@@ -130,6 +138,7 @@ __attribute__((format(printf, 4, 5))) static void set(chain_verify_report *r,
     va_start(ap, fmt);
     vsnprintf(c->msg, sizeof c->msg, fmt, ap);
     va_end(ap);
+    sanitize(c->msg);
 }
 
 /* "0x" + lower-case hex, or plain hex when prefix is false; out holds 2 + 2n + 1. */
@@ -152,6 +161,7 @@ __attribute__((format(printf, 2, 3))) static int perr(char *err, const char *fmt
         va_start(ap, fmt);
         vsnprintf(err, CHAIN_VERIFY_MSG_MAX, fmt, ap);
         va_end(ap);
+        sanitize(err);
     }
     return DM_EPARSE;
 }
@@ -168,7 +178,8 @@ static int members(const json_t *o, const char *path, const char *const *names, 
     if (json_object_size(o) != n) {
         const char *k;
         const json_t *v;
-        json_object_foreach ((json_t *)o, k, v) {
+        json_object_foreach((json_t *)o, k, v)
+        {
             size_t i = 0;
             while (names[i] && strcmp(names[i], k) != 0)
                 i++;
@@ -179,8 +190,8 @@ static int members(const json_t *o, const char *path, const char *const *names, 
     return DM_OK;
 }
 
-static int get_uint(const json_t *o, const char *key, const char *path, uint64_t min,
-                    uint64_t *out, char *err)
+static int get_uint(const json_t *o, const char *key, const char *path, uint64_t min, uint64_t *out,
+                    char *err)
 {
     const json_t *v = json_object_get(o, key);
     if (!json_is_integer(v))
@@ -202,14 +213,14 @@ static bool lower_hex(const char *s, size_t n)
 }
 
 /* 32-byte hash: 64 lower-case hex digits, "0x"-prefixed when prefixed is true. */
-static int hash_value(const json_t *v, const char *what, bool prefixed, uint8_t out[32],
-                      char *err)
+static int hash_value(const json_t *v, const char *what, bool prefixed, uint8_t out[32], char *err)
 {
     const char *s = json_string_value(v);
     size_t pre = prefixed ? 2 : 0;
     if (!s || json_string_length(v) != 64 + pre || (prefixed && (s[0] != '0' || s[1] != 'x')) ||
         !lower_hex(s + pre, 64))
-        return perr(err, "%s: expected %s64 lower-case hex digits", what, prefixed ? "\"0x\" + " : "");
+        return perr(err, "%s: expected %s64 lower-case hex digits", what,
+                    prefixed ? "\"0x\" + " : "");
     return dm_hex_decode(out, 32, s + pre, 64) ? perr(err, "%s: bad hex", what) : DM_OK;
 }
 
@@ -232,8 +243,8 @@ static int get_address(const json_t *o, const char *key, const char *path, uint8
     return DM_OK;
 }
 
-static int get_b64(const json_t *o, const char *key, const char *path, uint8_t *out,
-                   size_t cap, size_t *outlen, char *err)
+static int get_b64(const json_t *o, const char *key, const char *path, uint8_t *out, size_t cap,
+                   size_t *outlen, char *err)
 {
     const json_t *v = json_object_get(o, key);
     const char *s = json_string_value(v);
@@ -267,7 +278,8 @@ static int event_value(const json_t *v, int depth, char *err)
     if (json_is_object(v)) {
         const char *k;
         json_t *x;
-        json_object_foreach ((json_t *)v, k, x) {
+        json_object_foreach((json_t *)v, k, x)
+        {
             int rc = event_value(x, depth + 1, err);
             if (rc)
                 return rc;
@@ -275,7 +287,8 @@ static int event_value(const json_t *v, int depth, char *err)
     } else if (json_is_array(v)) {
         size_t i;
         json_t *x;
-        json_array_foreach (v, i, x) {
+        json_array_foreach(v, i, x)
+        {
             int rc = event_value(x, depth + 1, err);
             if (rc)
                 return rc;
@@ -297,11 +310,12 @@ static int parse_event(const json_t *ev, char *err)
     return event_value(ev, 1, err);
 }
 
-static const char *const TOP[] = {"format", "chain_id", "contract", "event",  "leaf",   "audit_seq",
-                                  "entry_hash", "merkle", "anchor", "origin", NULL};
+static const char *const TOP[] = {"format", "chain_id",  "contract",   "event",
+                                  "leaf",   "audit_seq", "entry_hash", "merkle",
+                                  "anchor", "origin",    NULL};
 static const char *const MERKLE[] = {"index", "count", "siblings", "root", NULL};
-static const char *const ANCHOR[] = {"tx_hash", "block_number", "block_hash", "log_index",
-                                     "sender", NULL};
+static const char *const ANCHOR[] = {"tx_hash",   "block_number", "block_hash",
+                                     "log_index", "sender",       NULL};
 static const char *const ORIGIN[] = {"node_id", "spki", "eth_address", "eth_binding", NULL};
 
 static int parse_doc(const json_t *j, chain_verify_bundle *b, char *err)
@@ -551,8 +565,7 @@ static int check_binding(const chain_verify_bundle *b, chain_verify_report *r)
     set(r, CHAIN_VERIFY_CHECK_BINDING, CHAIN_VERIFY_PASS, "node key binds %s", addr);
     goto out;
 fail:
-    set(r, CHAIN_VERIFY_CHECK_BINDING, CHAIN_VERIFY_FAIL, "could not verify: %s",
-        dm_strerror(rc));
+    set(r, CHAIN_VERIFY_CHECK_BINDING, CHAIN_VERIFY_FAIL, "could not verify: %s", dm_strerror(rc));
 out:
     dm_buf_free(&msg);
     crypto_rsa_destroy(k);
@@ -662,8 +675,7 @@ static void head_cb(chain_rpc_t *rpc, int status, uint64_t head, const chain_rpc
     if (conf < need)
         set(q->rep, CHAIN_VERIFY_CHECK_CONFIRMATIONS, CHAIN_VERIFY_FAIL,
             "%llu confirmations (head %llu, block %llu), %llu required", (unsigned long long)conf,
-            (unsigned long long)head, (unsigned long long)q->mined_block,
-            (unsigned long long)need);
+            (unsigned long long)head, (unsigned long long)q->mined_block, (unsigned long long)need);
     else
         set(q->rep, CHAIN_VERIFY_CHECK_CONFIRMATIONS, CHAIN_VERIFY_PASS,
             "%llu confirmations (%llu required)", (unsigned long long)conf,
@@ -856,8 +868,7 @@ static void receipt_cb(chain_rpc_t *rpc, int status, const chain_rpc_receipt *rc
 
     if (block_ok) {
         started(q, CHAIN_VERIFY_CHECK_BLOCK, "eth_getBlockByNumber",
-                chain_rpc_get_block(q->rpc, CHAIN_RPC_BLOCK(b->anchor.block_number), block_cb,
-                                    q));
+                chain_rpc_get_block(q->rpc, CHAIN_RPC_BLOCK(b->anchor.block_number), block_cb, q));
         return;
     }
     start_head(q);
@@ -877,15 +888,14 @@ static void chain_id_cb(chain_rpc_t *rpc, int status, uint64_t id, const chain_r
             "chain id mismatch: the endpoint is chain %llu, bundle says %llu",
             (unsigned long long)id, (unsigned long long)q->b->chain_id);
     else
-        set(q->rep, CHAIN_VERIFY_CHECK_CHAIN_ID, CHAIN_VERIFY_PASS, "%llu",
-            (unsigned long long)id);
+        set(q->rep, CHAIN_VERIFY_CHECK_CHAIN_ID, CHAIN_VERIFY_PASS, "%llu", (unsigned long long)id);
     started(q, CHAIN_VERIFY_CHECK_RECEIPT, "eth_getTransactionReceipt",
             chain_rpc_get_receipt(q->rpc, q->b->anchor.tx_hash, receipt_cb, q));
 }
 
 int chain_verify_online(chain_rpc_t *rpc, const chain_verify_bundle *bundle,
-                        uint64_t min_confirmations, chain_verify_report *report,
-                        chain_verify_cb cb, void *arg)
+                        uint64_t min_confirmations, chain_verify_report *report, chain_verify_cb cb,
+                        void *arg)
 {
     if (!rpc || !bundle || !report || !cb)
         return DM_EINVAL;
@@ -932,9 +942,8 @@ static void run_done(int status, chain_verify_report *report, void *arg)
     chain_rpc_close(s->rpc, run_closed, s);
 }
 
-int chain_verify_run(const char *url, const char *bundle_text, size_t n,
-                     uint64_t min_confirmations, const chain_rpc_opts *opts,
-                     chain_verify_report *report)
+int chain_verify_run(const char *url, const char *bundle_text, size_t n, uint64_t min_confirmations,
+                     const chain_rpc_opts *opts, chain_verify_report *report)
 {
     chain_verify_report_init(report);
     char err[CHAIN_VERIFY_MSG_MAX];

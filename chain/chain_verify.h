@@ -42,11 +42,11 @@
 
 /** A parsed bundle. Every field was validated for syntax and range; nothing was verified. */
 typedef struct {
-    uint64_t chain_id;  /* >= 1 */
+    uint64_t chain_id; /* >= 1 */
     uint8_t contract[20];
-    json_t *event;      /* owned: the event object as parsed (duplicate keys, reals refused) */
+    json_t *event; /* owned: the event object as parsed (duplicate keys, reals refused) */
     uint8_t leaf[32];
-    uint64_t audit_seq; /* informational: the origin's audit seq, not covered by the anchor */
+    uint64_t audit_seq;     /* informational: the origin's audit seq, not covered by the anchor */
     uint8_t entry_hash[32]; /* informational, as audit_seq */
     crypto_merkle_proof merkle; /* index, count, len = number of siblings, sib[] */
     uint8_t root[32];
@@ -69,22 +69,22 @@ typedef struct {
 
 /** The checks, in the order they run. The names are stable (JSON output, tests). */
 typedef enum {
-    CHAIN_VERIFY_CHECK_FORMAT = 0, /* "format": the bundle parses */
-    CHAIN_VERIFY_CHECK_LEAF,       /* "leaf": leaf = SHA256(0x00 || canonical(event)) */
-    CHAIN_VERIFY_CHECK_MERKLE,     /* "merkle": (index, count, siblings) lead leaf to root */
-    CHAIN_VERIFY_CHECK_NODE_ID,    /* "node_id": node_id = SHA-256(spki) */
-    CHAIN_VERIFY_CHECK_ORIGIN,     /* "origin": event.origin = node_id */
-    CHAIN_VERIFY_CHECK_BINDING,    /* "eth_binding": RSA-PSS over the binding message */
-    CHAIN_VERIFY_CHECK_SENDER,     /* "sender": eth_address = anchor.sender */
-    CHAIN_VERIFY_CHECK_CHAIN_ID,   /* "chain_id": eth_chainId = chain_id */
-    CHAIN_VERIFY_CHECK_RECEIPT,    /* "receipt": the transaction is mined */
-    CHAIN_VERIFY_CHECK_STATUS,     /* "status": receipt status 1 */
-    CHAIN_VERIFY_CHECK_BLOCK,      /* "block": block number/hash match, block canonical */
-    CHAIN_VERIFY_CHECK_LOG,        /* "log": the receipt holds a log at log_index */
-    CHAIN_VERIFY_CHECK_CONTRACT,   /* "contract": that log was emitted by the contract */
-    CHAIN_VERIFY_CHECK_TOPICS,     /* "topics": [Anchored signature, sender, root] */
-    CHAIN_VERIFY_CHECK_COUNT,      /* "count": the log's count = merkle.count */
-    CHAIN_VERIFY_CHECK_FROM,       /* "from": the receipt's from = anchor.sender */
+    CHAIN_VERIFY_CHECK_FORMAT = 0,    /* "format": the bundle parses */
+    CHAIN_VERIFY_CHECK_LEAF,          /* "leaf": leaf = SHA256(0x00 || canonical(event)) */
+    CHAIN_VERIFY_CHECK_MERKLE,        /* "merkle": (index, count, siblings) lead leaf to root */
+    CHAIN_VERIFY_CHECK_NODE_ID,       /* "node_id": node_id = SHA-256(spki) */
+    CHAIN_VERIFY_CHECK_ORIGIN,        /* "origin": event.origin = node_id */
+    CHAIN_VERIFY_CHECK_BINDING,       /* "eth_binding": RSA-PSS over the binding message */
+    CHAIN_VERIFY_CHECK_SENDER,        /* "sender": eth_address = anchor.sender */
+    CHAIN_VERIFY_CHECK_CHAIN_ID,      /* "chain_id": eth_chainId = chain_id */
+    CHAIN_VERIFY_CHECK_RECEIPT,       /* "receipt": the transaction is mined */
+    CHAIN_VERIFY_CHECK_STATUS,        /* "status": receipt status 1 */
+    CHAIN_VERIFY_CHECK_BLOCK,         /* "block": block number/hash match, block canonical */
+    CHAIN_VERIFY_CHECK_LOG,           /* "log": the receipt holds a log at log_index */
+    CHAIN_VERIFY_CHECK_CONTRACT,      /* "contract": that log was emitted by the contract */
+    CHAIN_VERIFY_CHECK_TOPICS,        /* "topics": [Anchored signature, sender, root] */
+    CHAIN_VERIFY_CHECK_COUNT,         /* "count": the log's count = merkle.count */
+    CHAIN_VERIFY_CHECK_FROM,          /* "from": the receipt's from = anchor.sender */
     CHAIN_VERIFY_CHECK_CONFIRMATIONS, /* "confirmations": head - block + 1 >= required */
     CHAIN_VERIFY_CHECK_COUNT_ALL
 } chain_verify_check_id;
@@ -98,7 +98,8 @@ typedef enum {
 
 typedef struct {
     chain_verify_result result;
-    char msg[CHAIN_VERIFY_MSG_MAX]; /* failure or skip reason, or a short note on a pass */
+    /* failure or skip reason, or a short note on a pass; printable ASCII, NUL-terminated */
+    char msg[CHAIN_VERIFY_MSG_MAX];
 } chain_verify_check;
 
 /** A plain value (no allocation): indexed by chain_verify_check_id. */
@@ -135,8 +136,9 @@ json_t *chain_verify_report_json(const chain_verify_report *r);
  * bounds above; the event an object with a string "event_type", a 64-hex "origin" and no
  * real numbers (its canonical form must be unambiguous), nesting at most 4 deep.
  * On DM_OK *out is owned by the caller (chain_verify_bundle_free). Errors (then *out is NULL
- * and `err`, if not NULL, holds a message naming the member): DM_EPARSE, DM_ETOOBIG (text
- * longer than CHAIN_VERIFY_BUNDLE_MAX), DM_ENOMEM. Pure; any thread.
+ * and `err`, if not NULL, holds a message naming the member, printable ASCII): DM_EPARSE,
+ * DM_ETOOBIG (text longer than CHAIN_VERIFY_BUNDLE_MAX), DM_ENOMEM. Pure; any thread.
+ * Fuzzed by fuzz/fuzz_proof.c.
  */
 int chain_verify_bundle_parse(const char *text, size_t n, chain_verify_bundle **out,
                               char err[CHAIN_VERIFY_MSG_MAX]);
@@ -172,8 +174,8 @@ typedef void (*chain_verify_cb)(int status, chain_verify_report *report, void *a
  * DM_ECLOSED, DM_ENOMEM, …) and `cb` never fires. Loop thread only.
  */
 int chain_verify_online(chain_rpc_t *rpc, const chain_verify_bundle *bundle,
-                        uint64_t min_confirmations, chain_verify_report *report,
-                        chain_verify_cb cb, void *arg);
+                        uint64_t min_confirmations, chain_verify_report *report, chain_verify_cb cb,
+                        void *arg);
 
 /**
  * Parse `bundle_text` (n bytes), run the offline checks, then the online checks against
@@ -185,8 +187,7 @@ int chain_verify_online(chain_rpc_t *rpc, const chain_verify_bundle *bundle,
  * URL, or the endpoint's error (DM_ECONN, DM_ETIMEDOUT, DM_EPROTO, …; checks not reached
  * are SKIP); DM_ENOMEM, DM_EIO (uv loop).
  */
-int chain_verify_run(const char *url, const char *bundle_text, size_t n,
-                     uint64_t min_confirmations, const chain_rpc_opts *opts,
-                     chain_verify_report *report);
+int chain_verify_run(const char *url, const char *bundle_text, size_t n, uint64_t min_confirmations,
+                     const chain_rpc_opts *opts, chain_verify_report *report);
 
 #endif

@@ -73,9 +73,9 @@ static struct {
     uint8_t contract[20];
     uint8_t deploy_tx[32];
     anchor_info anchor;
-    uint8_t reverted_tx[32];   /* a call to the contract that reverts (status 0) */
-    uint8_t foreign_tx[32];    /* the same root and count anchored by account 0 */
-    json_t *good;              /* the bundle of leaf 3 */
+    uint8_t reverted_tx[32]; /* a call to the contract that reverts (status 0) */
+    uint8_t foreign_tx[32];  /* the same root and count anchored by account 0 */
+    json_t *good;            /* the bundle of leaf 3 */
 } F;
 
 /* ---------------------------------------------------------------- helpers */
@@ -100,18 +100,17 @@ static void batch_build(batch *b, size_t n, const char *tag)
         snprintf(seed, sizeof seed, "%s recipient %zu", tag, i);
         assert_int_equal(crypto_sha256(r20, seed, strlen(seed)), DM_OK);
         hex0x(rcpt, r20, 20);
-        b->events[i] = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "event_type", "data_share",
-                                 "data_hash", dh, "recipient", rcpt, "timestamp",
-                                 (json_int_t)(1705312200 + i), "share_id", sid, "origin",
-                                 F.node_id);
+        b->events[i] =
+            json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "event_type", "data_share", "data_hash", dh,
+                      "recipient", rcpt, "timestamp", (json_int_t)(1705312200 + i), "share_id", sid,
+                      "origin", F.node_id);
         assert_non_null(b->events[i]);
         char *canon = json_dumps(b->events[i], JSON_COMPACT | JSON_SORT_KEYS);
         assert_non_null(canon);
         crypto_merkle_leaf_hash(b->leaves[i], canon, strlen(canon));
         free(canon);
     }
-    assert_int_equal(crypto_merkle_tree_build(&b->tree, (const uint8_t(*)[32])b->leaves, n),
-                     DM_OK);
+    assert_int_equal(crypto_merkle_tree_build(&b->tree, (const uint8_t(*)[32])b->leaves, n), DM_OK);
     crypto_merkle_tree_root(b->tree, b->root);
 }
 
@@ -151,18 +150,18 @@ static json_t *bundle_json(const batch *b, size_t i, const anchor_info *a)
     hex0x(bh, a->block_hash, 32);
     crypto_eth_address_format(F.contract, contract);
     crypto_eth_address_format(F.eth_addr, sender);
-    json_t *j = json_pack(
-        "{s:s, s:I, s:s, s:o, s:s, s:I, s:s,"
-        " s:{s:I, s:I, s:o, s:s},"
-        " s:{s:s, s:I, s:s, s:I, s:s},"
-        " s:{s:s, s:o, s:s, s:o}}",
-        "format", "dmnode-proof-v1", "chain_id", (json_int_t)CHAIN_ID, "contract", contract,
-        "event", json_deep_copy(b->events[i]), "leaf", leaf, "audit_seq", (json_int_t)(12 + i), "entry_hash",
-        entry, "merkle", "index", (json_int_t)i, "count", (json_int_t)b->n, "siblings", sibs,
-        "root", root, "anchor", "tx_hash", tx, "block_number", (json_int_t)a->block,
-        "block_hash", bh, "log_index", (json_int_t)a->log_index, "sender", sender, "origin",
-        "node_id", F.node_id, "spki", b64_json(&F.spki), "eth_address", sender, "eth_binding",
-        b64_json(&F.binding));
+    json_t *j = json_pack("{s:s, s:I, s:s, s:o, s:s, s:I, s:s,"
+                          " s:{s:I, s:I, s:o, s:s},"
+                          " s:{s:s, s:I, s:s, s:I, s:s},"
+                          " s:{s:s, s:o, s:s, s:o}}",
+                          "format", "dmnode-proof-v1", "chain_id", (json_int_t)CHAIN_ID, "contract",
+                          contract, "event", json_deep_copy(b->events[i]), "leaf", leaf,
+                          "audit_seq", (json_int_t)(12 + i), "entry_hash", entry, "merkle", "index",
+                          (json_int_t)i, "count", (json_int_t)b->n, "siblings", sibs, "root", root,
+                          "anchor", "tx_hash", tx, "block_number", (json_int_t)a->block,
+                          "block_hash", bh, "log_index", (json_int_t)a->log_index, "sender", sender,
+                          "origin", "node_id", F.node_id, "spki", b64_json(&F.spki), "eth_address",
+                          sender, "eth_binding", b64_json(&F.binding));
     assert_non_null(j);
     return j;
 }
@@ -193,9 +192,8 @@ static bool port_open(uint16_t port)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return false;
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons(port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
     close(fd);
     return ok;
@@ -212,8 +210,7 @@ static bool anvil_start(void)
 {
     char bin[PATH_MAX];
     if (!anvil_path(bin, sizeof bin)) {
-        fprintf(stderr, "[ chain_verify ] anvil not found at %s: run scripts/setup-node.sh\n",
-                bin);
+        fprintf(stderr, "[ chain_verify ] anvil not found at %s: run scripts/setup-node.sh\n", bin);
         return false;
     }
     for (int attempt = 0; attempt < 3; attempt++) {
@@ -537,7 +534,7 @@ static int group_teardown(void **state)
 #define NEED_ANVIL()                                                                               \
     do {                                                                                           \
         if (!F.have_anvil) {                                                                       \
-            fprintf(stderr, "[ chain_verify ] SKIP: no anvil (run scripts/setup-node.sh)\n");     \
+            fprintf(stderr, "[ chain_verify ] SKIP: no anvil (run scripts/setup-node.sh)\n");      \
             skip();                                                                                \
         }                                                                                          \
     } while (0)
@@ -631,8 +628,9 @@ static void test_verify_offline_messages(void **state)
     /* a sibling altered: the message names both roots */
     json_t *j = bundle_json(&F.main, 3, &F.anchor);
     json_t *sibs = json_object_get(json_object_get(j, "merkle"), "siblings");
-    json_array_set_new(sibs, 1, json_string("00000000000000000000000000000000000000000000000000"
-                                            "00000000000000"));
+    json_array_set_new(sibs, 1,
+                       json_string("00000000000000000000000000000000000000000000000000"
+                                   "00000000000000"));
     assert_int_equal(offline(j, &rep), DM_ETAMPER);
     char root[65];
     dm_hex_encode(root, F.main.root, 32);
@@ -656,8 +654,7 @@ static void test_verify_offline_messages(void **state)
     batch one;
     batch_build(&one, 1, "one");
     j = bundle_json(&one, 0, &F.anchor);
-    assert_int_equal(json_array_size(json_object_get(json_object_get(j, "merkle"), "siblings")),
-                     0);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(j, "merkle"), "siblings")), 0);
     assert_int_equal(offline(j, &rep), DM_OK);
     json_decref(j);
     batch_free(&one);
@@ -691,8 +688,8 @@ static void jset(json_t *j, const char *path, json_t *v)
     char *save = NULL, *tok = strtok_r(buf, ".", &save), *next;
     json_t *cur = j;
     while ((next = strtok_r(NULL, ".", &save))) {
-        cur = json_is_array(cur) ? json_array_get(cur, (size_t)atoi(tok))
-                                 : json_object_get(cur, tok);
+        cur =
+            json_is_array(cur) ? json_array_get(cur, (size_t)atoi(tok)) : json_object_get(cur, tok);
         assert_non_null(cur);
         tok = next;
     }
@@ -709,8 +706,8 @@ static const json_t *jget(const json_t *j, const char *path)
     char *save = NULL;
     const json_t *cur = j;
     for (char *tok = strtok_r(buf, ".", &save); tok; tok = strtok_r(NULL, ".", &save))
-        cur = json_is_array(cur) ? json_array_get(cur, (size_t)atoi(tok))
-                                 : json_object_get(cur, tok);
+        cur =
+            json_is_array(cur) ? json_array_get(cur, (size_t)atoi(tok)) : json_object_get(cur, tok);
     assert_non_null(cur);
     return cur;
 }
@@ -745,8 +742,7 @@ static void test_verify_parse_strict(void **state)
         {"contract", "\"4242424242424242424242424242424242424242\"", "contract"},
         {"contract", "\"0x4242424242424242424242424242424242424g42\"", "contract"},
         {"leaf", "\"00\"", "leaf"},
-        {"leaf", "\"0x0000000000000000000000000000000000000000000000000000000000000000\"",
-         "leaf"},
+        {"leaf", "\"0x0000000000000000000000000000000000000000000000000000000000000000\"", "leaf"},
         {"leaf", "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"", "leaf"},
         {"audit_seq", "-3", "audit_seq"},
         {"audit_seq", "null", "audit_seq"},
@@ -781,7 +777,7 @@ static void test_verify_parse_strict(void **state)
         {"origin.spki", "\"not base64!\"", "origin.spki"},
         {"origin.spki", "\"\"", "origin.spki"},
         {"origin.spki", "\"QUJD\\n\"", "origin.spki"},
-        {"origin.eth_binding", "\"QUJDRA\"", "origin.eth_binding"}, /* no padding */
+        {"origin.eth_binding", "\"QUJDRA\"", "origin.eth_binding"},   /* no padding */
         {"origin.eth_binding", "\"QUJDRB==\"", "origin.eth_binding"}, /* non-zero tail bits */
         {"origin.eth_binding", "\"QUJD-_==\"", "origin.eth_binding"}, /* URL alphabet */
         {"origin.eth_address", "1", "origin.eth_address"},
@@ -800,8 +796,7 @@ static void test_verify_parse_strict(void **state)
             const char *dot = strrchr(cases[i].path, '.');
             if (dot) {
                 char parent[64];
-                snprintf(parent, sizeof parent, "%.*s", (int)(dot - cases[i].path),
-                         cases[i].path);
+                snprintf(parent, sizeof parent, "%.*s", (int)(dot - cases[i].path), cases[i].path);
                 json_object_del((json_t *)jget(j, parent), dot + 1);
             } else {
                 json_object_del(j, cases[i].path);
@@ -859,8 +854,7 @@ static void test_verify_parse_strict(void **state)
     size_t n = strlen(t);
     const char *texts[] = {"", "[]", "{", "null", "\"x\""};
     for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++)
-        assert_int_equal(chain_verify_bundle_parse(texts[k], strlen(texts[k]), &b, err),
-                         DM_EPARSE);
+        assert_int_equal(chain_verify_bundle_parse(texts[k], strlen(texts[k]), &b, err), DM_EPARSE);
     assert_int_equal(chain_verify_bundle_parse(NULL, 0, &b, err), DM_EPARSE);
     char *trail = malloc(n + 3);
     memcpy(trail, t, n);
@@ -1083,8 +1077,8 @@ static void test_verify_tampered(void **state)
          CHAIN_VERIFY_CHECK_BINDING},
         {"origin.eth_binding", B64FLIP, NULL, CHAIN_VERIFY_CHECK_BINDING,
          "eth_binding signature does not verify", CHAIN_VERIFY_CHECK_FORMAT},
-        {"origin.eth_address", FLIP, NULL, CHAIN_VERIFY_CHECK_SENDER,
-         "is not the anchor sender", CHAIN_VERIFY_CHECK_BINDING},
+        {"origin.eth_address", FLIP, NULL, CHAIN_VERIFY_CHECK_SENDER, "is not the anchor sender",
+         CHAIN_VERIFY_CHECK_BINDING},
         {"origin.eth_address", SET, q_acct0, CHAIN_VERIFY_CHECK_BINDING,
          "eth_binding signature does not verify", CHAIN_VERIFY_CHECK_SENDER},
     };
@@ -1241,14 +1235,10 @@ static void test_verify_reverted_anchor(void **state)
 int test_chain_verify(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_verify_offline_valid),
-        cmocka_unit_test(test_verify_offline_messages),
-        cmocka_unit_test(test_verify_parse_strict),
-        cmocka_unit_test(test_verify_online_valid),
-        cmocka_unit_test(test_verify_tampered),
-        cmocka_unit_test(test_verify_online_async),
-        cmocka_unit_test(test_verify_endpoint_down),
-        cmocka_unit_test(test_verify_reverted_anchor),
+        cmocka_unit_test(test_verify_offline_valid), cmocka_unit_test(test_verify_offline_messages),
+        cmocka_unit_test(test_verify_parse_strict),  cmocka_unit_test(test_verify_online_valid),
+        cmocka_unit_test(test_verify_tampered),      cmocka_unit_test(test_verify_online_async),
+        cmocka_unit_test(test_verify_endpoint_down), cmocka_unit_test(test_verify_reverted_anchor),
     };
     return cmocka_run_group_tests_name("chain_verify", tests, group_setup, group_teardown);
 }
