@@ -41,9 +41,12 @@
  *                                         non-canonical hex, a value out of range, a missing
  *                                         or inconsistent field
  *   DM_ENOTFOUND  (typed helpers for receipts, blocks and transactions) the node answered
- *                 null: not mined yet, or unknown
+ *                 null: not mined yet, or unknown (kind CHAIN_RPC_ERR_NONE)
  *   DM_ECLOSED    chain_rpc_close() was called while the call was in flight
  *   DM_ENOMEM     allocation failed while finishing the call
+ *   DM_EIO        any other libcurl failure (kind CHAIN_RPC_ERR_TRANSPORT)
+ * Failed calls are logged at debug level ("chain" category); the caller decides
+ * what deserves more (retry with backoff on DM_ETIMEDOUT, DM_ECONN, HTTP 429/5xx).
  * A JSON-RPC error object is DM_EPROTO with kind CHAIN_RPC_ERR_REMOTE rather than a code of
  * its own because common/dm_err.h is shared; callers that react to the node's error (nonce
  * too low, replacement underpriced, already known) test err->kind first.
@@ -139,10 +142,10 @@ size_t chain_rpc_in_flight(const chain_rpc_t *rpc);
 
 /**
  * Start the call `method` with `params` (borrowed; a JSON array or object, NULL for []).
- * `method` must be 1..64 printable ASCII characters. On DM_OK `cb` fires exactly once later;
- * on any error it never fires. Errors: DM_EINVAL (bad method or params), DM_ELIMIT
- * (max_in_flight calls already in flight: the caller keeps its own queue), DM_ECLOSED
- * (closing), DM_ENOMEM, DM_EIO (libcurl refused the transfer).
+ * `method` must be 1..64 characters of [A-Za-z0-9_] (every Ethereum and anvil method is). On DM_OK
+ * `cb` fires exactly once later; on any error it never fires. Errors: DM_EINVAL (bad method or
+ * params), DM_ELIMIT (max_in_flight calls already in flight: the caller keeps its own queue),
+ * DM_ECLOSED (closing), DM_ENOMEM, DM_EIO (libcurl refused the transfer).
  */
 int chain_rpc_call(chain_rpc_t *rpc, const char *method, const json_t *params, chain_rpc_cb cb,
                    void *arg);
