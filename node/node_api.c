@@ -385,6 +385,61 @@ out:
     free(seqs);
 }
 
+/* ---------- GET /v1/shares/{id}/proof ---------- */
+
+/* The origin part of a bundle: this node's public identity records. */
+static json_t *origin_json(node_api_t *a)
+{
+    dm_buf spki = DM_BUF_INIT, bind = DM_BUF_INIT;
+    json_t *j = NULL;
+    if (store_get(a->ctx.store, STORE_CF_META, "rsa_spki", 8, &spki) == DM_OK &&
+        store_get(a->ctx.store, STORE_CF_META, "eth_binding", 11, &bind) == DM_OK) {
+        uint8_t eth[20];
+        char addr[43];
+        node_keys_eth_address(a->ctx.keys, eth);
+        crypto_eth_address_format(eth, addr);
+        j = json_pack("{s:s, s:o, s:s, s:o}", "node_id", node_keys_node_id(a->ctx.keys), "spki",
+                      b64_json(spki.data, spki.len), "eth_address", addr, "eth_binding",
+                      b64_json(bind.data, bind.len));
+    }
+    dm_buf_free(&spki);
+    dm_buf_free(&bind);
+    return j;
+}
+
+static void get_proof(node_api_t *a, net_http_req_t *r, const char *idtext)
+{
+    uint8_t id[32];
+    if (node_share_parse_hash(idtext, strlen(idtext), id)) {
+        net_http_respond_error(r, 400, "EINVAL", "share id must be 64 hex characters");
+        return;
+    }
+    json_t *rec = NULL;
+    int rc = chain_anchor_proof(a->ctx.store, 0, id, &rec);
+    if (rc == DM_ENOTFOUND) {
+        node_share_record sr;
+        bool known = node_share_read(a->ctx.shares, id, &sr) == DM_OK;
+        uint8_t self[32];
+        bool ours = known && dm_hex_decode(self, 32, node_keys_node_id(a->ctx.keys), 64) == DM_OK &&
+                    memcmp(self, sr.f.origin, 32) == 0;
+        if (known)
+            node_share_record_free(&sr);
+        net_http_respond_error(
+            r, 404, "ENOTFOUND",
+            !known ? "no such share"
+            : ours ? (a->ctx.anchor ? "not anchored yet" : "anchoring is disabled on this node")
+                   : "proofs are kept by the share's origin node");
+        return;
+    }
+    if (rc) {
+        reply_err(r, rc, NULL);
+        return;
+    }
+    json_object_set_new(rec, "format", json_string("dmnode-proof-v1"));
+    json_object_set_new(rec, "origin", origin_json(a));
+    reply_json(r, 200, rec);
+}
+
 /* ---------- peers, status ---------- */
 
 static json_t *peers_json(node_api_t *a)
@@ -433,6 +488,24 @@ static json_t *status_json(node_api_t *a)
         }
     }
     free(o);
+    json_t *chain = json_null();
+    if (a->ctx.anchor) {
+        chain_anchor_stats cs;
+        chain_anchor_stats_get(a->ctx.anchor, &cs);
+        char last[67] = "";
+        if (cs.has_last_tx) {
+            memcpy(last, "0x", 2);
+            dm_hex_encode(last + 2, cs.last_tx_hash, 32);
+        }
+        chain = json_pack(
+            "{s:b, s:b, s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "ready", cs.ready,
+            "halted", cs.halted, "pending_events", (json_int_t)cs.pending_events, "batches_sent",
+            (json_int_t)cs.batches_sent, "batches_final", (json_int_t)cs.batches_final,
+            "events_anchored", (json_int_t)cs.events_anchored, "last_tx_hash", last, "last_block",
+            (json_int_t)cs.last_block, "last_latency_ms", (json_int_t)cs.last_latency_ms,
+            "resubmits", (json_int_t)cs.resubmits, "rebroadcasts", (json_int_t)cs.rebroadcasts,
+            "reorgs", (json_int_t)cs.reorgs, "rpc_errors", (json_int_t)cs.rpc_errors);
+    }
     char ts[32];
     uv_timeval64_t now;
     uv_gettimeofday(&now);
@@ -441,7 +514,7 @@ static json_t *status_json(node_api_t *a)
     return json_pack(
         "{s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:i,"
         " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
-        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o}",
+        " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o, s:o}",
         "node_id", node_keys_node_id(a->ctx.keys), "eth_address", addr, "network_id",
         a->ctx.cfg->network_id, "version", DM_VERSION, "uptime_s",
         (json_int_t)((now_ms - a->ctx.started_ms) / 1000), "p2p_port",
@@ -457,7 +530,7 @@ static json_t *status_json(node_api_t *a)
         (json_int_t)hs.dialed, "handshakes_ok", (json_int_t)hs.handshakes_ok, "handshakes_failed",
         (json_int_t)hs.handshakes_failed, "disconnects_misbehaviour",
         (json_int_t)hs.disconnects_misbehaviour, "bans", (json_int_t)hs.bans, "banned_now",
-        (json_int_t)hs.banned_now, "origins", origins);
+        (json_int_t)hs.banned_now, "origins", origins, "chain", chain);
 }
 
 /* ---------- keys ---------- */
@@ -615,6 +688,15 @@ static void handle(net_http_req_t *r, void *arg)
             list_shares(a, r);
         else
             allowed = "GET, POST";
+    } else if (strncmp(p, "/v1/shares/", 11) == 0 && strlen(p) == 11 + 64 + 6 &&
+               strcmp(p + 11 + 64, "/proof") == 0) {
+        char idt[65];
+        memcpy(idt, p + 11, 64);
+        idt[64] = 0;
+        if (get)
+            get_proof(a, r, idt);
+        else
+            allowed = "GET";
     } else if (strncmp(p, "/v1/shares/", 11) == 0 && !strchr(p + 11, '/')) {
         if (get)
             get_share(a, r, p + 11);

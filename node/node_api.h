@@ -2,6 +2,7 @@
 #define DM_NODE_API_H
 
 #include "dm_buf.h"
+#include "chain_anchor.h"
 #include "net_host.h"
 #include "net_http.h"
 #include "node_audit.h"
@@ -19,6 +20,7 @@
  * {"error":{"code":"<stable code>","message":"…"}}. Routes (README "API"):
  *   POST /v1/shares            {"recipient","amount","data"(base64)} -> 201
  *   GET  /v1/shares/{id}       the share, data in base64
+ *   GET  /v1/shares/{id}/proof its proof bundle (docs/ANCHORING.md), once anchored
  *   GET  /v1/shares?origin=&after=&limit=
  *   GET  /v1/peers, GET /v1/status
  *   GET  /v1/keys, POST /v1/keys/rotate, POST /v1/keys/reencrypt
@@ -34,6 +36,7 @@ typedef struct {
     node_share_svc_t *shares;
     net_host_t *host;
     node_audit_t *audit;
+    chain_anchor_t *anchor;   /* NULL when anchoring is disabled */
     const char *admin_token;  /* borrowed; the daemon wipes it at exit */
     uint64_t started_ms;      /* Unix ms */
 } node_api_ctx;

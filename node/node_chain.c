@@ -100,7 +100,8 @@ int node_chain_deploy(const char *rpc_url, uint64_t expect_chain_id, const node_
     if ((rc = dm_hex_decode_buf(&code, DM_AUDIT_ANCHOR_BYTECODE, strlen(DM_AUDIT_ANCHOR_BYTECODE))))
         goto out;
     dm_buf_reset(&params);
-    dm_buf_printf(&params, "[{\"from\":\"%s\",\"data\":\"%s\"}]", from_text, DM_AUDIT_ANCHOR_BYTECODE);
+    dm_buf_printf(&params, "[{\"from\":\"%s\",\"data\":\"%s\"}]", from_text,
+                  DM_AUDIT_ANCHOR_BYTECODE);
     if ((rc = call_u64(&loop, rpc, "eth_estimateGas", dm_buf_cstr(&params), &gas)))
         goto out;
     /* fees: twice the latest base fee plus a 1 gwei tip, within the configured cap */

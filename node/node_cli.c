@@ -5,19 +5,19 @@
  */
 #include "node_cli.h"
 
+#include "chain_verify.h"
 #include "crypto_eth.h"
 #include "crypto_mem.h"
 #include "dm_enc.h"
 #include "dm_err.h"
 #include "dm_log.h"
 #include "node_api.h"
+#include "node_audit.h"
+#include "node_chain.h"
 #include "node_config.h"
 #include "node_daemon.h"
 #include "node_keys.h"
 #include "node_share.h"
-#include "node_audit.h"
-#include "node_chain.h"
-#include "chain_verify.h"
 #include "store.h"
 
 #include <ctype.h>
@@ -693,7 +693,8 @@ static int cmd_chain_deploy(cli_ctx *c)
     if ((rc = unlock(c, s, &km)) == DM_OK) {
         char addr[43];
         uint8_t txh[32];
-        rc = node_chain_deploy(url, c->cfg.chain_chain_id, km, c->cfg.chain_max_fee_gwei, addr, txh);
+        rc =
+            node_chain_deploy(url, c->cfg.chain_chain_id, km, c->cfg.chain_max_fee_gwei, addr, txh);
         char h[65];
         dm_hex_encode(h, txh, 32);
         if (rc)

@@ -1,5 +1,7 @@
 #include "node_daemon.h"
 
+#include "chain_anchor.h"
+#include "chain_rpc.h"
 #include "crypto_eth.h"
 #include "dm_enc.h"
 #include "dm_err.h"
@@ -11,8 +13,8 @@
 #include "node_share.h"
 
 #include <jansson.h>
-#include <malloc.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -32,8 +34,11 @@ typedef struct {
     node_share_svc_t *shares;
     node_api_t *api;
     node_audit_t *audit;
+    chain_rpc_t *rpc; /* NULL when chain.rpc_url is empty: anchoring disabled */
+    chain_anchor_t *anchor;
     dm_buf token;
     int stopping;
+    int exit_rc; /* a fatal error found after start (e.g. wrong chain id) */
 } daemon_t;
 
 /* ---------- overlay callbacks -> share service ---------- */
@@ -169,12 +174,32 @@ static void on_host_closed(void *arg)
     uv_close((uv_handle_t *)&d->save_timer, NULL);
 }
 
+static void on_rpc_closed(void *arg)
+{
+    daemon_t *d = arg;
+    d->rpc = NULL;
+    save_known(d);
+    net_host_close(d->host, on_host_closed, d);
+}
+
+static void on_anchor_closed(void *arg)
+{
+    daemon_t *d = arg;
+    d->anchor = NULL;
+    if (d->rpc)
+        chain_rpc_close(d->rpc, on_rpc_closed, d);
+    else
+        on_rpc_closed(d);
+}
+
 static void on_shares_closed(void *arg)
 {
     daemon_t *d = arg;
     d->shares = NULL;
-    save_known(d);
-    net_host_close(d->host, on_host_closed, d);
+    if (d->anchor)
+        chain_anchor_close(d->anchor, on_anchor_closed, d);
+    else
+        on_anchor_closed(d);
 }
 
 static void on_api_closed(void *arg)
@@ -209,6 +234,63 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     dm_log(DM_LOG_INFO, "node", "received signal %d", signum);
     shutdown_start(d);
+}
+
+/* ---------- anchoring ---------- */
+
+static int anchor_sign(void *arg, const uint8_t hash[32], crypto_eth_sig *sig)
+{
+    return node_keys_eth_sign(arg, hash, sig);
+}
+
+static void on_outbox(void *arg, size_t added)
+{
+    daemon_t *d = arg;
+    if (d->anchor)
+        chain_anchor_kick(d->anchor, added);
+}
+
+static void on_anchor_ready(chain_anchor_t *a, int status, void *arg)
+{
+    (void)a;
+    daemon_t *d = arg;
+    if (status == DM_OK) {
+        dm_log(DM_LOG_INFO, "chain", "anchoring to contract %s on chain %llu",
+               d->cfg->chain_contract, (unsigned long long)d->cfg->chain_chain_id);
+        return;
+    }
+    /* a wrong chain id or an unusable contract: refuse to run rather than anchor nowhere */
+    dm_log(DM_LOG_ERROR, "chain", "anchoring cannot start: %s; stopping", dm_strerror(status));
+    d->exit_rc = status == DM_ECONFIG ? DM_ECONFIG : status;
+    shutdown_start(d);
+}
+
+static int anchor_create(daemon_t *d)
+{
+    const node_config *cfg = d->cfg;
+    if (!cfg->chain_rpc_url || !*cfg->chain_rpc_url)
+        return DM_OK;
+    chain_anchor_opts o;
+    memset(&o, 0, sizeof o);
+    if (!cfg->chain_contract || !*cfg->chain_contract ||
+        crypto_eth_address_parse(cfg->chain_contract, o.contract)) {
+        dm_log(DM_LOG_ERROR, "chain",
+               "chain.rpc_url is set but chain.contract is not: deploy the audit contract with "
+               "'dmnode chain deploy' and set chain.contract");
+        return DM_ECONFIG;
+    }
+    int rc = chain_rpc_create(&d->rpc, &d->loop, cfg->chain_rpc_url, NULL);
+    if (rc)
+        return rc;
+    o.chain_id = cfg->chain_chain_id;
+    node_keys_eth_address(d->keys, o.sender);
+    o.sign = anchor_sign;
+    o.sign_arg = d->keys;
+    o.batch_max_events = cfg->chain_batch_max_events;
+    o.batch_max_delay_ms = cfg->chain_batch_max_delay_ms;
+    o.confirmations = cfg->chain_confirmations;
+    chain_u256_from_u64(&o.max_fee_cap_wei, (uint64_t)cfg->chain_max_fee_gwei * 1000000000ull);
+    return chain_anchor_create(&d->anchor, &d->loop, d->store, d->rpc, &o);
 }
 
 /* ---------- start ---------- */
@@ -281,6 +363,8 @@ int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, F
         goto out;
     if ((rc = host_start(&d)))
         goto out;
+    if ((rc = anchor_create(&d)))
+        goto out_host;
     node_share_opts so;
     node_share_opts_default(&so);
     so.loop = &d.loop;
@@ -288,6 +372,8 @@ int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, F
     so.keys = keys;
     so.audit = d.audit;
     so.host = d.host;
+    so.on_outbox = on_outbox;
+    so.on_outbox_arg = &d;
     if ((rc = node_share_svc_create(&d.shares, &so)))
         goto out_host;
     load_known(&d);
@@ -304,6 +390,7 @@ int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, F
                          .shares = d.shares,
                          .host = d.host,
                          .audit = d.audit,
+                         .anchor = d.anchor,
                          .admin_token = dm_buf_cstr(&d.token),
                          .started_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000};
     if ((rc = node_api_start(&d.api, &actx))) {
@@ -319,6 +406,11 @@ int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, F
     uv_signal_start(&d.sighup, on_signal, SIGHUP);
     uv_timer_init(&d.loop, &d.save_timer);
     uv_timer_start(&d.save_timer, on_save_timer, PEER_SAVE_MS, PEER_SAVE_MS);
+    if (d.anchor && (rc = chain_anchor_start(d.anchor, on_anchor_ready, &d))) {
+        dm_log(DM_LOG_ERROR, "chain", "anchoring cannot start: %s", dm_strerror(rc));
+        d.exit_rc = rc;
+        shutdown_start(&d);
+    }
 
     uint8_t eth[20];
     char addr[43];
@@ -342,7 +434,9 @@ int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, F
     }
     uv_run(&d.loop, UV_RUN_DEFAULT);
     audit_event(&d, "node_stop", NULL);
-    dm_log(DM_LOG_INFO, "node", "stopped cleanly");
+    rc = d.exit_rc;
+    if (!rc)
+        dm_log(DM_LOG_INFO, "node", "stopped cleanly");
     goto out;
 
 out_shares:
@@ -350,6 +444,10 @@ out_shares:
     node_share_svc_close(d.shares, NULL, NULL);
     d.shares = NULL;
 out_host:
+    if (d.anchor)
+        chain_anchor_close(d.anchor, NULL, NULL);
+    if (d.rpc)
+        chain_rpc_close(d.rpc, NULL, NULL);
     if (d.host)
         net_host_close(d.host, NULL, NULL);
     d.host = NULL;

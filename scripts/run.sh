@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The README's main command: installs what is missing, builds dmnode, and runs a local
-# network on loopback: three nodes that join from one bootstrap address, shares
-# submitted at two of them, gossip to all, every share read back from every node and
-# checked against what was submitted; then a short report, and everything it started
-# is stopped. (Anvil anchoring and on-chain verification join this run with issue 4.)
+# The README's main command: installs what is missing (Debian packages, the pinned npm
+# anvil and solc), builds dmnode, and runs a local network on loopback: a pinned anvil
+# chain, the audit contract deployed from node 1's account, three funded nodes that join
+# from one bootstrap address, shares submitted at two of them, gossip to all, every share
+# read back from every node, anchoring on the chain, and every share's proof bundle
+# verified against the chain with nothing but the RPC endpoint; then a short report, and
+# everything it started is stopped.
 #   --keep        leave the network running and print how to talk to it
 #   --shares N    shares to submit at each of the two publishing nodes (default 10)
 #   --dir DIR     working directory (default: a new one under ./data/)
@@ -27,6 +29,11 @@ die() { echo "run.sh: FAILED at step: $1 (log: $2)" >&2; [ -f "$2" ] && tail -n 
 step "installing missing packages"
 "$root/scripts/setup.sh"
 
+step "installing the pinned anvil and solc (npm)"
+"$root/scripts/setup-node.sh" >/dev/null
+anvil_bin="$root/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+[ -x "$anvil_bin" ] || die "anvil not installed" /dev/null
+
 step "building"
 mkdir -p "$root/data"
 log="$root/data/build.log"
@@ -40,15 +47,32 @@ pwfile="$work/master-password"
 # a demo master password in a 0600 file, never printed
 [ -s "$pwfile" ] || (umask 077; head -c 32 /dev/urandom | base64 >"$pwfile")
 base=$((21000 + (RANDOM % 300) * 100))
+rpc_port=$((base + 99))
+rpc="http://127.0.0.1:$rpc_port"
 declare -A pid=()
+anvil_pid=""
 stop_all() {
   for i in "${!pid[@]}"; do kill -TERM "${pid[$i]}" 2>/dev/null || true; done
   for i in "${!pid[@]}"; do wait "${pid[$i]}" 2>/dev/null || true; done
+  [ -z "$anvil_pid" ] || { kill "$anvil_pid" 2>/dev/null; wait "$anvil_pid" 2>/dev/null || true; }
+}
+jsonrpc() { # jsonrpc METHOD PARAMS-JSON -> result
+  curl -sS --noproxy '*' -m 10 -H 'Content-Type: application/json' \
+    --data "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$1\",\"params\":$2}" "$rpc" | jq -c .result
 }
 [ "$keep" -eq 1 ] || trap stop_all EXIT
 
+step "starting anvil (pinned $("$anvil_bin" --version | head -1 | cut -d' ' -f2)) on $rpc"
+"$anvil_bin" --host 127.0.0.1 --port "$rpc_port" --chain-id 31337 --block-time 1 --silent \
+  >"$work/anvil.log" 2>&1 &
+anvil_pid=$!
+for _ in $(seq 1 100); do [ "$(jsonrpc eth_chainId '[]' 2>/dev/null)" = '"0x7a69"' ] && break; sleep 0.1; done
+[ "$(jsonrpc eth_chainId '[]')" = '"0x7a69"' ] || die "anvil did not answer" "$work/anvil.log"
+contract=""
+
 conf() { # conf I: config file of node I; all join from node 1's address
-  local i=$1 boot=""
+  local i=$1 boot="" contract_line=""
+  [ -z "$contract" ] || contract_line="contract = \"$contract\""
   [ "$i" -gt 1 ] && boot="\"127.0.0.1:$((base + 1))\""
   cat >"$work/node$i.toml" <<CONF
 datadir = "$work/node$i"
@@ -61,6 +85,12 @@ bootstrap = [$boot]
 listen = "127.0.0.1:$((base + 50 + i))"
 [keys]
 master_password_file = "$pwfile"
+[chain]
+rpc_url = "$rpc"
+chain_id = 31337
+$contract_line
+batch_max_events = 16
+batch_max_delay_ms = 500
 CONF
   chmod 600 "$work/node$i.toml"
 }
@@ -74,6 +104,16 @@ for i in 1 2 3; do
     cat "$work/node$i.init"
   fi
 done
+
+step "funding the nodes' accounts and deploying the audit contract from node 1"
+for i in 1 2 3; do
+  addr=$(sed -n 's/^eth_address: //p' "$work/node$i.init")
+  jsonrpc anvil_setBalance "[\"$addr\",\"0x56BC75E2D63100000\"]" >/dev/null  # 100 ether
+done
+dm 1 chain deploy --json >"$work/deploy.json" 2>>"$work/node1.log" || die "contract deployment" "$work/node1.log"
+contract=$(jq -r .contract "$work/deploy.json")
+echo "AuditAnchor at $contract (tx $(jq -r .tx_hash "$work/deploy.json"))"
+for i in 1 2 3; do conf "$i"; done
 
 step "starting three daemons (nodes 2 and 3 know only node 1's address)"
 for i in 1 2 3; do
@@ -134,13 +174,38 @@ while read -r id origin data; do
   printf '  %s  from node %s  held by %s/3 nodes  %s\n' "$id" "$origin" "$holders" "$([ "$holders" = 3 ] && echo OK || echo MISMATCH)"
 done <"$work/submitted"
 
+step "waiting for every share to be anchored on chain by its origin"
+for _ in $(seq 1 300); do
+  a1=$(dm 1 status | jq '.chain.events_anchored'); a2=$(dm 2 status | jq '.chain.events_anchored')
+  printf '\r  anchored: node1 %s/%s  node2 %s/%s ' "$a1" "$per" "$a2" "$per"
+  [ "$a1" -ge "$per" ] && [ "$a2" -ge "$per" ] && break
+  sleep 0.2
+done
+echo
+[ "$a1" -ge "$per" ] && [ "$a2" -ge "$per" ] || die "anchoring (not all shares anchored in 60 s)" "$work/node1.log"
+
+step "verifying every share's proof bundle against the chain (RPC only)"
+unverified=0
+: >"$work/verdicts"
+while read -r id origin data; do
+  if dm "$origin" verify share "$id" --bundle-out "$work/$id.proof.json" >"$work/$id.verify" 2>&1 &&
+     "$dmnode" verify proof "$work/$id.proof.json" --rpc "$rpc" >/dev/null 2>&1; then
+    verdict=VERIFIED
+  else
+    verdict="NOT VERIFIED"; unverified=$((unverified + 1))
+  fi
+  tx=$(jq -r .anchor.tx_hash "$work/$id.proof.json" 2>/dev/null)
+  printf '  %s  tx %s  %s\n' "$id" "$tx" "$verdict" | tee -a "$work/verdicts"
+done <"$work/submitted"
+
 step "report"
 for i in 1 2 3; do
   dm "$i" status | jq -c '{node: .node_id[0:16], peers, stored: .shares.stored, verify_calls: .shares.verify_calls, duplicates: .shares.duplicates}'
 done
 echo "shares: $total submitted, $([ $bad = 0 ] && echo "all held identically by all 3 nodes" || echo "$bad mismatches")"
-echo "anchoring on chain: not built yet (issue 4)"
-[ $bad = 0 ] || die "verification" "$work/node1.log"
+echo "anchored and verified on chain: $((total - unverified))/$total (distinct anchoring transactions: $(awk '{print $3}' "$work/verdicts" | sort -u | wc -l))"
+[ $bad = 0 ] || die "gossip verification" "$work/node1.log"
+[ $unverified = 0 ] || die "proof verification" "$work/verdicts"
 
 if [ "$keep" -eq 1 ]; then
   cat <<MSG
@@ -148,7 +213,8 @@ if [ "$keep" -eq 1 ]; then
 The network is running in $work (pids ${pid[*]}).
   $dmnode --config $work/node1.toml status
   $dmnode --config $work/node1.toml share submit --recipient 0x… --amount 1 --data hello
-  kill ${pid[*]}   # stop it
+  $dmnode verify proof FILE --rpc $rpc
+  kill ${pid[*]} $anvil_pid   # stop it
 MSG
   exit 0
 fi
