@@ -685,9 +685,8 @@ static void head_cb(chain_rpc_t *rpc, int status, uint64_t head, const chain_rpc
 
 static void start_head(online_req *q)
 {
-    if (started(q, CHAIN_VERIFY_CHECK_CONFIRMATIONS, "eth_blockNumber",
-                chain_rpc_block_number(q->rpc, head_cb, q)))
-        return;
+    started(q, CHAIN_VERIFY_CHECK_CONFIRMATIONS, "eth_blockNumber",
+            chain_rpc_block_number(q->rpc, head_cb, q));
 }
 
 static void block_cb(chain_rpc_t *rpc, int status, const chain_rpc_block *blk,
