@@ -9,6 +9,9 @@
 #   fund ADDRESS WEI                 anvil_setBalance (WEI decimal or 0x-hex, any size)
 #   anvil_snapshot / anvil_revert ID / anvil_mine [N]
 #   stop_anvil (graceful: dumps --state) / kill_anvil (SIGKILL) / restart_anvil [secs down]
+#   launch_anvil                     start again with the last start_anvil's port and args
+#                                    (after kill_anvil: a crash; add `-- --state-interval 1`
+#                                    to start_anvil so that a SIGKILL loses at most ~1 s)
 #   deploy_anchor                    deploys contracts/AuditAnchor.json, prints its address
 #   anvil_send_tx JSON               eth_sendTransaction from account 0, prints the receipt
 #   anchor_tx CONTRACT ROOT COUNT    calls anchor(root, count), prints the receipt
@@ -78,6 +81,7 @@ start_anvil() {
   launch_anvil
 }
 
+# launch_anvil: (re)start anvil with the arguments of the last start_anvil, same port
 launch_anvil() {
   if port_in_use "$anvil_port"; then
     echo "start_anvil: port $anvil_port is in use" >&2; return 1
