@@ -1301,15 +1301,29 @@ static void test_concurrent(void **state)
     fx_free(f);
 }
 
+static void on_u64_unused(chain_rpc_t *rpc, int status, uint64_t v, const chain_rpc_error *err,
+                          void *arg)
+{
+    (void)rpc;
+    (void)status;
+    (void)v;
+    (void)err;
+    (void)arg;
+    fail_msg("callback of a refused call");
+}
+
 static void close_from_timer(uv_timer_t *t)
 {
     fx *f = t->data;
+    /* a call made in the same tick: not even connecting yet when the close comes */
+    call(f, 8, "echo", NULL);
     chain_rpc_close(f->rpc, on_rpc_closed, f);
     chain_rpc_close(f->rpc, on_rpc_closed, f); /* second close: no-op */
     /* refused at once while closing; no callback */
     assert_int_equal(chain_rpc_call_text(f->rpc, "echo", NULL, on_call, &f->slots[100]),
                      DM_ECLOSED);
-    assert_int_equal(chain_rpc_chain_id(f->rpc, NULL, NULL), DM_EINVAL);
+    assert_int_equal(chain_rpc_chain_id(f->rpc, on_u64_unused, NULL), DM_ECLOSED);
+    assert_int_equal(chain_rpc_in_flight(f->rpc), 8);
     uv_close((uv_handle_t *)t, NULL);
 }
 
@@ -1320,25 +1334,34 @@ static void test_close_in_flight(void **state)
     fx_connect(f);
     for (int i = 0; i < 5; i++)
         call(f, i, "hang", NULL);
-    call(f, 5, "slow", "[200,1]");
-    call(f, 6, "slow", "[200,2]");
+    call(f, 5, "slow", "[1000,1]");
+    call(f, 6, "slow", "[1000,2]");
     call(f, 7, "echo", NULL); /* answered before the close */
+    fx_wait(f, 1);
+    assert_outcome(f, 7, DM_OK, CHAIN_RPC_ERR_NONE);
+    /* every request is at the server (waiting for its answer) before the close */
+    uv_timer_start(&f->watchdog, on_watchdog, 20000, 0);
+    while (f->requests < 8 && !f->watchdog_fired)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_timer_stop(&f->watchdog);
+    assert_int_equal(f->requests, 8);
     uv_timer_t t;
     uv_timer_init(&f->loop, &t);
     t.data = f;
-    uv_timer_start(&t, close_from_timer, 100, 0);
+    uv_timer_start(&t, close_from_timer, 0, 0);
     fx_wait(f, 8);
-    assert_outcome(f, 7, DM_OK, CHAIN_RPC_ERR_NONE);
     assert_int_equal(f->out[7].order, 0);
     for (int i = 0; i < 7; i++) {
         assert_outcome(f, i, DM_ECLOSED, CHAIN_RPC_ERR_TRANSPORT);
         assert_int_equal(f->out[i].order, i + 1); /* in the order they were made */
     }
+    assert_outcome(f, 8, DM_ECLOSED, CHAIN_RPC_ERR_TRANSPORT);
+    assert_int_equal(f->out[8].order, 8);
     /* the close callback ran after every cancelled callback */
     for (int i = 0; i < 100 && !f->rpc_closed; i++)
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_true(f->rpc_closed);
-    assert_int_equal(f->closed_at_done, 8);
+    assert_int_equal(f->closed_at_done, 9);
     assert_false(f->out[100].fired);
     fx_free(f);
 }
