@@ -919,8 +919,23 @@ static void call_complete(chain_rpc_t *rpc, rpc_call *c, CURLcode cc)
     if (cc != CURLE_OK) {
         st = transport_status(c, cc, &err);
     } else if (http != 200) {
+        /* some providers answer 4xx/5xx with a JSON-RPC error object (rate limits, bad
+         * requests): keep the HTTP kind, but pass the node's words along */
+        json_t *ignored = NULL;
+        chain_rpc_error body;
+        int bst = chain_rpc_parse_reply((const char *)c->reply.data, c->reply.len, c->id, &ignored,
+                                        &body);
+        json_decref(ignored);
         st = DM_EPROTO;
-        err_set(&err, CHAIN_RPC_ERR_HTTP, "HTTP status %ld", http);
+        if (bst == DM_EPROTO && body.kind == CHAIN_RPC_ERR_REMOTE) {
+            err_set(&err, CHAIN_RPC_ERR_HTTP, "HTTP status %ld: %s", http, body.message);
+            err.code = body.code;
+            err.data = body.data;
+            body.data = NULL;
+        } else {
+            err_set(&err, CHAIN_RPC_ERR_HTTP, "HTTP status %ld", http);
+        }
+        chain_rpc_error_clear(&body);
     } else {
         st = chain_rpc_parse_reply((const char *)c->reply.data, c->reply.len, c->id, &result, &err);
     }

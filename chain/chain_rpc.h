@@ -29,7 +29,10 @@
  *   DM_EAUTH      TLS peer verification failed (wrong or untrusted certificate)
  *   DM_ETOOBIG    the reply exceeded max_reply_bytes (kind CHAIN_RPC_ERR_REPLY)
  *   DM_EPROTO     anything else the endpoint got wrong, told apart by err->kind:
- *                   CHAIN_RPC_ERR_HTTP    HTTP status other than 200 (err->http_status)
+ *                   CHAIN_RPC_ERR_HTTP    HTTP status other than 200 (err->http_status);
+ *                                         when the body is a JSON-RPC error object its
+ *                                         code and data are passed on too, and its
+ *                                         message follows the status in err->message
  *                   CHAIN_RPC_ERR_REPLY   not JSON, not a JSON-RPC 2.0 response object, id
  *                                         mismatch, both or neither of result/error, bad
  *                                         error object, broken HTTP framing
@@ -79,7 +82,7 @@ typedef enum {
 typedef struct {
     chain_rpc_err_kind kind;
     long http_status; /* 0 when no HTTP response was received */
-    int64_t code;     /* JSON-RPC error code (CHAIN_RPC_ERR_REMOTE), else 0 */
+    int64_t code;     /* JSON-RPC error code (CHAIN_RPC_ERR_REMOTE, or HTTP with one), else 0 */
     char message[CHAIN_RPC_MSG_MAX];
     json_t *data;
 } chain_rpc_error;

@@ -185,6 +185,12 @@ static void handler(net_http_req_t *r, void *arg)
         snprintf(buf, sizeof buf, "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":\"0x1\"}",
                  (long long)id);
         respond_text(r, 500, buf);
+    } else if (strcmp(m, "http400_rpc") == 0) {
+        snprintf(buf, sizeof buf,
+                 "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"error\":{\"code\":-32005,"
+                 "\"message\":\"rate limited\",\"data\":{\"retry\":1}}}",
+                 (long long)id);
+        respond_text(r, 400, buf);
     } else if (strcmp(m, "http429") == 0) {
         net_http_respond(r, 429, "application/json", "{}", 2, "Retry-After: 1\r\n");
     } else if (strcmp(m, "malformed") == 0) {
@@ -1144,8 +1150,17 @@ static void test_errors(void **state)
 
     /* the client still works after all that */
     call(f, 13, "echo", "[13]");
-    fx_wait(f, 1);
+    /* an HTTP error carrying a JSON-RPC error object: the node's words are kept */
+    call(f, 14, "http400_rpc", NULL);
+    fx_wait(f, 2);
     assert_outcome(f, 13, DM_OK, CHAIN_RPC_ERR_NONE);
+    assert_outcome(f, 14, DM_EPROTO, CHAIN_RPC_ERR_HTTP);
+    assert_int_equal(f->out[14].err.http_status, 400);
+    assert_int_equal(f->out[14].err.code, -32005);
+    assert_string_equal(f->out[14].err.message, "HTTP status 400: rate limited");
+    assert_int_equal(json_integer_value(json_object_get(f->out[14].err.data, "retry")), 1);
+    assert_int_equal(f->out[2].err.code, 0); /* a 500 with a result body: nothing to pass on */
+    assert_null(f->out[2].err.data);
     assert_int_equal(f->bad_requests, 0);
     fx_free(f);
 }
