@@ -6,4 +6,5 @@ int test_chain_tx(void);
 int test_chain_rpc(void);
 int test_chain_contract(void);
 int test_chain_verify(void);
+int test_chain_anchor(void);
 #endif
