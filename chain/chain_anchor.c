@@ -57,6 +57,7 @@ static const uint8_t version_selector[4] = {0x54, 0xfd, 0x4d, 0x50};
 #define MAX_GAS 2000000u      /* beyond this a reverting anchor is a configuration error */
 #define IDLE_SCAN_MS 1000u    /* look at the outbox at least this often without kicks */
 #define MAX_PREV_HASHES 64u   /* fee-bumped versions remembered per nonce */
+#define COUNT_LIMIT 65536u    /* outbox entries counted beyond a batch at each formation */
 
 /* ------------------------------------------------------------------------------------ */
 
@@ -121,7 +122,10 @@ typedef struct job {
     size_t n;
     uint8_t root[32];
     uint64_t total;
+    bool truncated; /* stopped counting at COUNT_LIMIT */
     uint64_t bad_seq;
+    uint64_t queued_ns; /* uv_hrtime at queueing, and the work's own duration */
+    uint64_t work_ns;
     /* JOB_PERSIST, JOB_FINAL: the batch is borrowed (the loop leaves it alone) */
     const batch_t *b;
     uint64_t next_batch;
@@ -169,7 +173,7 @@ struct chain_anchor {
     uint64_t last_send;  /* uv_now of the last send (0: never in this process) */
     uint64_t last_scan;  /* uv_now of the last outbox scan */
     uint64_t form_start; /* uv_now when the batch was formed */
-    bool nonce_low;      /* a send said "nonce too low": check receipts, then re-nonce */
+    int nonce_low;       /* a send said "nonce too low": receipt rounds left before re-nonce */
     bool bump_blocked;   /* the fee cap prevents a bump (logged once per version) */
     bool funds_warned;
     bool dirty;          /* kicked without a count: scan at the next flush */
@@ -537,8 +541,14 @@ static void form_work(job_t *j)
             goto out;
         }
         j->total++;
-        if (j->n >= j->max)
-            continue; /* only counting from here on */
+        if (j->n >= j->max) {
+            /* only counting from here on, and not a whole backlog each time */
+            if (j->total >= (uint64_t)j->max + COUNT_LIMIT) {
+                j->truncated = true;
+                break;
+            }
+            continue;
+        }
         outbox_ev e;
         memset(&e, 0, sizeof e);
         if ((rc = outbox_parse(seq, v, vl, &e))) {
@@ -765,6 +775,7 @@ out:
 static void job_work_cb(uv_work_t *req)
 {
     job_t *j = DM_CONTAINER_OF(req, job_t, req);
+    uint64_t t0 = uv_hrtime();
     switch (j->kind) {
     case JOB_FORM:
         form_work(j);
@@ -776,6 +787,7 @@ static void job_work_cb(uv_work_t *req)
         final_work(j);
         break;
     }
+    j->work_ns = uv_hrtime() - t0;
 }
 
 static void job_free(job_t *j)
@@ -796,6 +808,9 @@ static void job_after_cb(uv_work_t *req, int status)
     job_t *j = DM_CONTAINER_OF(req, job_t, req);
     chain_anchor_t *a = j->a;
     a->job = NULL;
+    static const char *const names[] = {"form", "persist", "final"};
+    dm_log(DM_LOG_DEBUG, LOGC, "anchor: %s job: %.2f ms of work, %.2f ms from queueing",
+           names[j->kind], (double)j->work_ns / 1e6, (double)(uv_hrtime() - j->queued_ns) / 1e6);
     if (status == UV_ECANCELED && !j->rc)
         j->rc = DM_ECLOSED;
     if (a->closing) {
@@ -834,6 +849,7 @@ static job_t *job_new(chain_anchor_t *a, job_kind kind)
 
 static int job_queue(chain_anchor_t *a, job_t *j)
 {
+    j->queued_ns = uv_hrtime();
     int uvrc = uv_queue_work(a->loop, &j->req, job_work_cb, job_after_cb);
     if (uvrc) {
         dm_log(DM_LOG_ERROR, LOGC, "anchor: uv_queue_work: %s", uv_strerror(uvrc));
@@ -1086,7 +1102,9 @@ static void form_done(chain_anchor_t *a, job_t *j)
         return;
     }
     a->backoff_ms = 0;
-    a->st.pending_events = j->total;
+    /* exact unless the count stopped at COUNT_LIMIT: then the larger of both estimates */
+    if (!j->truncated || j->total > a->st.pending_events)
+        a->st.pending_events = j->total;
     if (j->n == 0) {
         go_idle(a);
         return;
@@ -1486,7 +1504,7 @@ static void send_cb(chain_rpc_t *rpc, int status, const uint8_t *hash32,
         a->last_send = uv_now(a->loop);
         if (!a->tx_since)
             a->tx_since = a->last_send;
-        a->nonce_low = true;
+        a->nonce_low = 2; /* two rounds: a receipt may lag behind the nonce a moment */
         a->phase = PH_WAIT;
         a->poll_i = 0;
         step_poll(a);
@@ -1560,7 +1578,7 @@ static void renonce(chain_anchor_t *a)
     batch_t *b = a->batch;
     b->resubmits++;
     a->st.resubmits++;
-    a->nonce_low = false;
+    a->nonce_low = 0;
     a->prep = PREP_NEW_NONCE;
     step_prep_nonce(a);
 }
@@ -1571,7 +1589,7 @@ static void mined(chain_anchor_t *a, const chain_rpc_receipt *r)
     batch_t *b = a->batch;
     char hx[67];
     hex0x(hx, r->tx_hash, 32);
-    a->nonce_low = false;
+    a->nonce_low = 0;
     if (r->status != 1) {
         dm_log(DM_LOG_WARNING, LOGC,
                "anchor: tx %s of batch %" PRIu64 " reverted (gas %" PRIu64 " used of %" PRIu64
@@ -1639,8 +1657,10 @@ static void poll_cb(chain_rpc_t *rpc, int status, const chain_rpc_receipt *r,
     a->poll_i = 0;
     uint64_t now = uv_now(a->loop);
     if (a->nonce_low) {
-        char hx[67];
-        hex0x(hx, b->hash, 32);
+        if (--a->nonce_low > 0) {
+            schedule(a, step_poll, a->o.poll_ms); /* one more round first */
+            return;
+        }
         dm_log(DM_LOG_WARNING, LOGC,
                "anchor: nonce %" PRIu64 " of batch %" PRIu64
                " was used by another transaction; re-signing with a new nonce",
