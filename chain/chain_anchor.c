@@ -177,6 +177,7 @@ struct chain_anchor {
     bool bump_blocked;   /* the fee cap prevents a bump (logged once per version) */
     bool funds_warned;
     bool dirty;          /* kicked without a count: scan at the next flush */
+    uint64_t form_kicks; /* events announced while a formation job ran */
     size_t poll_i;       /* 0: current hash, 1..nprev: earlier versions */
     uint64_t head;       /* confirmation: the head (or finalized) block number */
     chain_anchor_stats st;
@@ -1102,11 +1103,18 @@ static void form_done(chain_anchor_t *a, job_t *j)
         return;
     }
     a->backoff_ms = 0;
-    /* exact unless the count stopped at COUNT_LIMIT: then the larger of both estimates */
-    if (!j->truncated || j->total > a->st.pending_events)
-        a->st.pending_events = j->total;
+    /* exact unless the count stopped at COUNT_LIMIT (then the larger of both estimates),
+     * plus what was announced meanwhile (an over-estimate only costs one more scan) */
+    uint64_t kicks = a->form_kicks;
+    uint64_t total = j->total + kicks;
+    a->form_kicks = 0;
+    if (!j->truncated || total > a->st.pending_events)
+        a->st.pending_events = total;
     if (j->n == 0) {
         go_idle(a);
+        /* events committed after the scan's snapshot: as if kicked now */
+        if (kicks && (a->o.batch_max_delay_ms == 0 || kicks >= a->o.batch_max_events))
+            step_form(a);
         return;
     }
     batch_t *b = calloc(1, sizeof *b);
@@ -1889,6 +1897,8 @@ void chain_anchor_kick(chain_anchor_t *a, size_t added)
     if (!a || a->closing)
         return;
     a->st.pending_events += added;
+    if (a->phase == PH_FORM)
+        a->form_kicks += added; /* maybe not in the job's snapshot: count them again */
     if (!added)
         a->dirty = true;
     if (a->phase != PH_IDLE)

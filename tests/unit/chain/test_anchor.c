@@ -60,6 +60,7 @@ static struct {
     uv_loop_t tloop; /* the test's own client: anvil is driven while the anchorer waits */
     chain_rpc_t *trpc;
     uv_loop_t loop; /* the anchorer's */
+    uv_timer_t tick; /* wakes the loop while a test waits (outlives a failed wait) */
     chain_rpc_t *arpc;
     uint8_t contract[20];
     char contract_hex[43];
@@ -336,36 +337,26 @@ typedef bool (*pred_fn)(void *arg);
 /* Run the anchorer's loop until pred(arg) holds (checked every 10 ms at least). */
 static void wait_for(pred_fn pred, void *arg, uint64_t timeout_ms, const char *what)
 {
-    uv_timer_t tick;
-    assert_int_equal(uv_timer_init(&F.loop, &tick), 0);
-    uv_timer_start(&tick, tick_cb, 10, 10);
+    uv_timer_start(&F.tick, tick_cb, 10, 10);
     uint64_t start = mono_ms();
     while (!pred(arg)) {
-        if (mono_ms() - start > timeout_ms)
+        if (mono_ms() - start > timeout_ms) {
+            uv_timer_stop(&F.tick);
             fail_msg("timed out after %" PRIu64 " ms waiting for %s", timeout_ms, what);
+        }
         uv_run(&F.loop, UV_RUN_ONCE);
     }
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(&F.loop, UV_RUN_NOWAIT);
-}
-
-static bool never(void *arg)
-{
-    (void)arg;
-    return false;
+    uv_timer_stop(&F.tick);
 }
 
 /* Run the anchorer's loop for `ms` milliseconds. */
 static void run_for(uint64_t ms)
 {
-    uv_timer_t tick;
-    assert_int_equal(uv_timer_init(&F.loop, &tick), 0);
-    uv_timer_start(&tick, tick_cb, 10, 10);
+    uv_timer_start(&F.tick, tick_cb, 10, 10);
     uint64_t start = mono_ms();
-    while (mono_ms() - start < ms && !never(NULL))
+    while (mono_ms() - start < ms)
         uv_run(&F.loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(&F.loop, UV_RUN_NOWAIT);
+    uv_timer_stop(&F.tick);
 }
 
 static bool flag_set(void *arg)
@@ -493,9 +484,17 @@ static size_t outbox_count(void)
     return n;
 }
 
+/* Every event recorded and, if an anchorer runs, its counters caught up (the records
+ * are written on the thread pool before the loop learns of it). */
 static bool all_anchored(void *arg)
 {
     (void)arg;
+    if (F.an) {
+        chain_anchor_stats s;
+        chain_anchor_stats_get(F.an, &s);
+        if (s.in_flight || s.pending_events)
+            return false;
+    }
     for (size_t i = 0; i < F.nev; i++) {
         json_t *rec = NULL;
         int rc = chain_anchor_proof(F.store, F.seqs[i], NULL, &rec);
@@ -684,7 +683,7 @@ static int group_setup(void **state)
         return -1;
     }
     F.have_anvil = true;
-    if (uv_loop_init(&F.tloop) || uv_loop_init(&F.loop))
+    if (uv_loop_init(&F.tloop) || uv_loop_init(&F.loop) || uv_timer_init(&F.loop, &F.tick))
         return -1;
     chain_rpc_opts ro = {.timeout_ms = 5000, .connect_timeout_ms = 2000};
     if (chain_rpc_create(&F.trpc, &F.tloop, F.url, &ro) ||
@@ -694,11 +693,25 @@ static int group_setup(void **state)
     return 0;
 }
 
+/* After a failed test: close the anchorer without the assertions of anchor_close. */
+static void anchor_close_quiet(void)
+{
+    if (!F.an)
+        return;
+    bool closed = false;
+    chain_anchor_close(F.an, closed_cb, &closed);
+    F.an = NULL;
+    while (!closed)
+        uv_run(&F.loop, UV_RUN_ONCE);
+}
+
 static int group_teardown(void **state)
 {
     (void)state;
     if (F.have_anvil) {
         bool c1 = false, c2 = false;
+        anchor_close_quiet();
+        uv_close((uv_handle_t *)&F.tick, NULL);
         chain_rpc_close(F.trpc, closed_cb, &c1);
         chain_rpc_close(F.arpc, closed_cb, &c2);
         while (!c1)
@@ -741,7 +754,7 @@ static int test_teardown(void **state)
     (void)state;
     if (!F.have_anvil)
         return 0;
-    anchor_close();
+    anchor_close_quiet();
     if (F.anvil > 0)
         automine(true);
     node_audit_close(F.audit);
@@ -1226,7 +1239,18 @@ static void test_anchor_reorg_resend(void **state)
     assert_null(receipt_now(w.tx));
     mine(1); /* another block at that height */
 
-    wait_for(anchored_mining, NULL, WAIT_MS, "the anchor to be resent and confirmed");
+    mined_wait w2 = {.id = 1};
+    wait_for(batch_mined, &w2, WAIT_MS, "the anchor to be resent and mined");
+    assert_memory_equal(w2.tx, w.tx, 32);
+    assert_true(w2.block > w.block);
+    /* exactly three confirmations: not at one, not at two */
+    run_for(150);
+    assert_false(all_anchored(NULL));
+    mine(1);
+    run_for(150);
+    assert_false(all_anchored(NULL));
+    mine(1);
+    wait_for(all_anchored, NULL, WAIT_MS, "the anchor to be confirmed");
     assert_int_equal(verify_all(), 1);
     json_t *rec = NULL;
     assert_int_equal(chain_anchor_proof(F.store, F.seqs[0], NULL, &rec), DM_OK);
@@ -1355,6 +1379,31 @@ static void test_anchor_reorg_moved(void **state)
     assert_true(stats().reorgs >= 1);
 }
 
+/* Finality by the `finalized` block tag (anvil: 64 blocks behind the head). */
+static void test_anchor_finalized(void **state)
+{
+    (void)state;
+    NEED_ANVIL();
+    chain_anchor_opts o;
+    base_opts(&o);
+    o.use_finalized = true;
+    assert_int_equal(anchor_open(&o), DM_OK);
+    add_events(2);
+    mined_wait w = {.id = 1};
+    wait_for(batch_mined, &w, WAIT_MS, "the anchor to be mined");
+    mine(10);
+    run_for(150);
+    assert_false(all_anchored(NULL)); /* mined, confirmed 11 times, not finalized */
+    json_t *fin = rpc("eth_getBlockByNumber", "[\"finalized\", false]");
+    chain_rpc_block blk;
+    assert_int_equal(chain_rpc_parse_block(fin, &blk), DM_OK);
+    json_decref(fin);
+    assert_true(blk.number < w.block);
+    mine(64);
+    wait_for(all_anchored, NULL, WAIT_MS, "the anchor to be finalized");
+    assert_int_equal(verify_all(), 1);
+}
+
 /* A transaction dropped from the pool while it waits is sent again. */
 static void test_anchor_dropped(void **state)
 {
@@ -1461,6 +1510,7 @@ int test_chain_anchor(void)
         cmocka_unit_test_setup_teardown(test_anchor_reorg_nonce_taken, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_reorg_moved, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_anchor_finalized, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_dropped, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_anvil_killed, test_setup, test_teardown),
     };
