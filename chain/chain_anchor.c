@@ -53,25 +53,25 @@ static const uint8_t version_selector[4] = {0x54, 0xfd, 0x4d, 0x50};
 #define DEFAULT_GAS_MARGIN 25u
 #define GWEI 1000000000ull
 #define DEFAULT_FEE_CAP_GWEI 1000ull
-#define FALLBACK_GAS 100000u  /* anchor() needs about 25 000 */
-#define MAX_GAS 2000000u      /* beyond this a reverting anchor is a configuration error */
-#define IDLE_SCAN_MS 1000u    /* look at the outbox at least this often without kicks */
-#define MAX_PREV_HASHES 64u   /* fee-bumped versions remembered per nonce */
-#define COUNT_LIMIT 65536u    /* outbox entries counted beyond a batch at each formation */
+#define FALLBACK_GAS 100000u /* anchor() needs about 25 000 */
+#define MAX_GAS 2000000u     /* beyond this a reverting anchor is a configuration error */
+#define IDLE_SCAN_MS 1000u   /* look at the outbox at least this often without kicks */
+#define MAX_PREV_HASHES 64u  /* fee-bumped versions remembered per nonce */
+#define COUNT_LIMIT 65536u   /* outbox entries counted beyond a batch at each formation */
 
 /* ------------------------------------------------------------------------------------ */
 
 typedef enum {
     PH_NEW = 0,
-    PH_CHECK,    /* chain id, contract */
-    PH_IDLE,     /* no batch in flight */
-    PH_FORM,     /* job: reading the outbox */
-    PH_PREPARE,  /* RPC: nonce, fees, gas; then signing */
-    PH_PERSIST,  /* job: writing the batch record */
-    PH_SEND,     /* RPC: eth_sendRawTransaction */
-    PH_WAIT,     /* polling receipts */
-    PH_CONFIRM,  /* mined: waiting for finality */
-    PH_FINAL,    /* job: writing the records */
+    PH_CHECK,   /* chain id, contract */
+    PH_IDLE,    /* no batch in flight */
+    PH_FORM,    /* job: reading the outbox */
+    PH_PREPARE, /* RPC: nonce, fees, gas; then signing */
+    PH_PERSIST, /* job: writing the batch record */
+    PH_SEND,    /* RPC: eth_sendRawTransaction */
+    PH_WAIT,    /* polling receipts */
+    PH_CONFIRM, /* mined: waiting for finality */
+    PH_FINAL,   /* job: writing the records */
     PH_HALTED,
 } phase_t;
 
@@ -486,7 +486,7 @@ out:
 
 typedef struct {
     uint64_t seq;
-    json_t *event;     /* owned */
+    json_t *event; /* owned */
     char entry_hash[65];
     uint8_t leaf[32];
 } outbox_ev;
@@ -525,7 +525,7 @@ out:
 static void form_work(job_t *j)
 {
     store_iter_t *it = NULL;
-    uint8_t (*leaves)[32] = NULL;
+    uint8_t(*leaves)[32] = NULL;
     int rc = store_iter_create(&it, j->store, STORE_CF_OUTBOX, NULL, 0, NULL, 0);
     if (rc)
         goto out;
@@ -655,8 +655,8 @@ static int ev_keep_previous(store_t *s, const uint8_t *key, size_t kl, json_t *r
         json_t *earlier = json_object_get(o, "previous");
         if (json_is_array(earlier))
             json_array_extend(prev, earlier);
-        json_t *entry = json_pack("{s:O?, s:O?}", "merkle", json_object_get(o, "merkle"),
-                                  "anchor", json_object_get(o, "anchor"));
+        json_t *entry = json_pack("{s:O?, s:O?}", "merkle", json_object_get(o, "merkle"), "anchor",
+                                  json_object_get(o, "anchor"));
         if (entry && !json_array_append_new(prev, entry) &&
             !json_object_set_new(rec, "previous", prev))
             rc = DM_OK;
@@ -672,7 +672,7 @@ static void final_work(job_t *j)
 {
     const batch_t *b = j->b;
     outbox_ev *evs = calloc(b->count, sizeof *evs);
-    uint8_t (*leaves)[32] = calloc(b->count, 32);
+    uint8_t(*leaves)[32] = calloc(b->count, 32);
     crypto_merkle_tree_t *tree = NULL;
     store_batch_t *sb = NULL;
     json_t *bo = NULL;
@@ -888,7 +888,8 @@ static void fire_ready(chain_anchor_t *a, int status)
         a->ready_cb(a, status, a->ready_arg);
 }
 
-static void halt(chain_anchor_t *a, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void halt(chain_anchor_t *a, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void halt(chain_anchor_t *a, int rc, const char *fmt, ...)
 {
     char msg[512];
@@ -973,15 +974,15 @@ static void call_abort(chain_anchor_t *a, call_t *c)
 
 /* Start an RPC: `start` returns the chain_rpc_* result; on a synchronous failure the step
  * is retried later. Used through the START macro below. */
-#define START(a, fn, what, expr)                                                               \
-    do {                                                                                       \
-        call_t *c_ = call_new(a);                                                              \
-        int rc_ = c_ ? (expr) : DM_ENOMEM;                                                     \
-        if (rc_) {                                                                             \
-            if (c_)                                                                            \
-                call_abort(a, c_);                                                             \
-            retry(a, fn, rc_, what, NULL);                                                     \
-        }                                                                                      \
+#define START(a, fn, what, expr)                                                                   \
+    do {                                                                                           \
+        call_t *c_ = call_new(a);                                                                  \
+        int rc_ = c_ ? (expr) : DM_ENOMEM;                                                         \
+        if (rc_) {                                                                                 \
+            if (c_)                                                                                \
+                call_abort(a, c_);                                                                 \
+            retry(a, fn, rc_, what, NULL);                                                         \
+        }                                                                                          \
     } while (0)
 #define TOKEN c_
 
@@ -992,8 +993,8 @@ static void check_contract_cb(chain_rpc_t *rpc, int status, const uint8_t *data,
                               const chain_rpc_error *err, void *arg);
 static void step_check_contract(chain_anchor_t *a);
 
-static void check_chain_cb(chain_rpc_t *rpc, int status, uint64_t value,
-                           const chain_rpc_error *err, void *arg)
+static void check_chain_cb(chain_rpc_t *rpc, int status, uint64_t value, const chain_rpc_error *err,
+                           void *arg)
 {
     (void)rpc;
     chain_anchor_t *a = call_done(arg);
@@ -1059,8 +1060,7 @@ static void check_contract_cb(chain_rpc_t *rpc, int status, const uint8_t *data,
         return;
     }
     a->st.ready = true;
-    dm_log(DM_LOG_INFO, LOGC, "anchoring on chain %" PRIu64 " to contract %s", a->o.chain_id,
-           addr);
+    dm_log(DM_LOG_INFO, LOGC, "anchoring on chain %" PRIu64 " to contract %s", a->o.chain_id, addr);
     fire_ready(a, DM_OK);
     if (a->closing || a->phase == PH_HALTED)
         return;
@@ -1130,8 +1130,9 @@ static void form_done(chain_anchor_t *a, job_t *j)
     b->created_ms = wall_ms();
     a->batch = b;
     a->form_start = uv_now(a->loop);
-    dm_log(DM_LOG_DEBUG, LOGC, "anchor: batch %" PRIu64 ": %zu events (seq %" PRIu64 "..%" PRIu64
-           ")", b->id, b->count, b->seqs[0], b->seqs[b->count - 1]);
+    dm_log(DM_LOG_DEBUG, LOGC,
+           "anchor: batch %" PRIu64 ": %zu events (seq %" PRIu64 "..%" PRIu64 ")", b->id, b->count,
+           b->seqs[0], b->seqs[b->count - 1]);
     a->prep = PREP_NEW_NONCE;
     step_prep_nonce(a);
 }
@@ -1139,8 +1140,8 @@ static void form_done(chain_anchor_t *a, job_t *j)
 /* ------------------------------------------------------------------------------------ */
 /* preparing and signing a transaction */
 
-static void prep_nonce_cb(chain_rpc_t *rpc, int status, uint64_t value,
-                          const chain_rpc_error *err, void *arg);
+static void prep_nonce_cb(chain_rpc_t *rpc, int status, uint64_t value, const chain_rpc_error *err,
+                          void *arg);
 static void prep_fees_cb(chain_rpc_t *rpc, int status, const chain_rpc_block *blk,
                          const chain_rpc_error *err, void *arg);
 static void prep_gas_cb(chain_rpc_t *rpc, int status, uint64_t value, const chain_rpc_error *err,
@@ -1157,8 +1158,8 @@ static void step_prep_nonce(chain_anchor_t *a)
                                           TOKEN));
 }
 
-static void prep_nonce_cb(chain_rpc_t *rpc, int status, uint64_t value,
-                          const chain_rpc_error *err, void *arg)
+static void prep_nonce_cb(chain_rpc_t *rpc, int status, uint64_t value, const chain_rpc_error *err,
+                          void *arg)
 {
     (void)rpc;
     chain_anchor_t *a = call_done(arg);
@@ -1346,8 +1347,7 @@ static void sign_and_persist(chain_anchor_t *a, uint64_t nonce, const chain_u256
         dm_log(DM_LOG_ERROR, LOGC, "anchor: signing batch %" PRIu64 " failed: %s", b->id,
                dm_err_name(rc));
         /* start the preparation over after the backoff */
-        retry(a, a->prep == PREP_NEW_NONCE ? step_prep_nonce : step_prep_fees, rc, "signing",
-              NULL);
+        retry(a, a->prep == PREP_NEW_NONCE ? step_prep_nonce : step_prep_fees, rc, "signing", NULL);
         return;
     }
     if (b->raw.len) {
@@ -1446,8 +1446,8 @@ static send_reply classify(const chain_rpc_error *err)
     return SEND_OTHER;
 }
 
-static void send_cb(chain_rpc_t *rpc, int status, const uint8_t *hash32,
-                    const chain_rpc_error *err, void *arg);
+static void send_cb(chain_rpc_t *rpc, int status, const uint8_t *hash32, const chain_rpc_error *err,
+                    void *arg);
 
 static void step_send(chain_anchor_t *a)
 {
@@ -1473,8 +1473,8 @@ static void sent(chain_anchor_t *a)
     schedule(a, step_poll, a->o.poll_ms);
 }
 
-static void send_cb(chain_rpc_t *rpc, int status, const uint8_t *hash32,
-                    const chain_rpc_error *err, void *arg)
+static void send_cb(chain_rpc_t *rpc, int status, const uint8_t *hash32, const chain_rpc_error *err,
+                    void *arg)
 {
     (void)rpc;
     chain_anchor_t *a = call_done(arg);
@@ -1488,8 +1488,8 @@ static void send_cb(chain_rpc_t *rpc, int status, const uint8_t *hash32,
         if (memcmp(hash32, b->hash, 32))
             dm_log(DM_LOG_WARNING, LOGC, "anchor: the endpoint names tx %s differently", hx);
         dm_log(DM_LOG_DEBUG, LOGC,
-               "anchor: batch %" PRIu64 " sent: tx %s nonce %" PRIu64 " gas %" PRIu64, b->id,
-               hx, b->nonce, b->gas);
+               "anchor: batch %" PRIu64 " sent: tx %s nonce %" PRIu64 " gas %" PRIu64, b->id, hx,
+               b->nonce, b->gas);
         sent(a);
         return;
     }
@@ -1790,10 +1790,9 @@ static void confirm_receipt_cb(chain_rpc_t *rpc, int status, const chain_rpc_rec
         return;
     if (b->block_number != old_block || memcmp(b->block_hash, old_hash, 32))
         return; /* moved: count again from the new block */
-    bool final = a->o.use_finalized
-                     ? a->head >= b->block_number
-                     : a->head >= b->block_number &&
-                           a->head - b->block_number + 1 >= a->o.confirmations;
+    bool final = a->o.use_finalized ? a->head >= b->block_number
+                                    : a->head >= b->block_number &&
+                                          a->head - b->block_number + 1 >= a->o.confirmations;
     if (final) {
         a->timer_step = NULL;
         uv_timer_stop(&a->step_timer);
@@ -1875,8 +1874,8 @@ static void resume_or_idle(chain_anchor_t *a)
     char hx[67];
     hex0x(hx, b->hash, 32);
     dm_log(DM_LOG_INFO, LOGC,
-           "anchor: resuming batch %" PRIu64 " (%zu events): resending tx %s nonce %" PRIu64,
-           b->id, b->count, hx, b->nonce);
+           "anchor: resuming batch %" PRIu64 " (%zu events): resending tx %s nonce %" PRIu64, b->id,
+           b->count, hx, b->nonce);
     a->st.in_flight = true;
     a->form_start = uv_now(a->loop);
     a->tx_since = 0;
@@ -1958,8 +1957,8 @@ static int load_state(chain_anchor_t *a)
         }
     }
     dm_buf_reset(&v);
-    rc = store_get_last(a->store, STORE_CF_ANCHORS, KEY_BATCH_PREFIX,
-                        sizeof KEY_BATCH_PREFIX - 1, &k, &v);
+    rc = store_get_last(a->store, STORE_CF_ANCHORS, KEY_BATCH_PREFIX, sizeof KEY_BATCH_PREFIX - 1,
+                        &k, &v);
     if (rc == DM_ENOTFOUND) {
         rc = DM_OK;
         goto out;
@@ -2128,8 +2127,7 @@ void chain_anchor_close(chain_anchor_t *a, chain_anchor_close_cb cb, void *arg)
 /* ------------------------------------------------------------------------------------ */
 /* reading records (any thread) */
 
-int chain_anchor_proof(store_t *store, uint64_t audit_seq, const uint8_t *share_id,
-                       json_t **record)
+int chain_anchor_proof(store_t *store, uint64_t audit_seq, const uint8_t *share_id, json_t **record)
 {
     *record = NULL;
     uint8_t key[CHAIN_ANCHOR_KEY_MAX];

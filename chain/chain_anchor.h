@@ -46,9 +46,9 @@ typedef int (*chain_anchor_sign_fn)(void *arg, const uint8_t hash[32], crypto_et
 
 /* Zero fields take the defaults named. */
 typedef struct {
-    uint64_t chain_id;        /* required: eth_chainId must equal it at start */
-    uint8_t contract[20];     /* the AuditAnchor contract (required, non-zero) */
-    uint8_t sender[20];       /* the node's account, whose key `sign` uses (required) */
+    uint64_t chain_id;         /* required: eth_chainId must equal it at start */
+    uint8_t contract[20];      /* the AuditAnchor contract (required, non-zero) */
+    uint8_t sender[20];        /* the node's account, whose key `sign` uses (required) */
     chain_anchor_sign_fn sign; /* required */
     void *sign_arg;
     uint32_t batch_max_events;   /* 1..CHAIN_ANCHOR_BATCH_MAX; default 256 */
@@ -69,8 +69,9 @@ typedef struct {
 
 /** Counters for /v1/status and metrics (a plain value). */
 typedef struct {
-    uint64_t pending_events;  /* outbox entries not anchored yet (exact after each batch
-                               * formation, plus the events announced by kicks since) */
+    uint64_t pending_events;  /* outbox entries not anchored yet: counted at each batch
+                               * formation (up to 65536 beyond the batch), plus the
+                               * events announced by kicks since */
     uint64_t batches_sent;    /* batches whose first transaction was sent */
     uint64_t batches_final;   /* batches recorded */
     uint64_t events_anchored; /* events recorded */
@@ -109,15 +110,19 @@ int chain_anchor_create(chain_anchor_t **out, uv_loop_t *loop, store_t *store, c
  * eth_chainId must equal opts.chain_id and the contract must answer version() = 1 (checked
  * with retries while the endpoint is unreachable), then a pending batch is resumed by
  * resending its stored raw transaction, and new batches are formed from the outbox.
- * `cb` (optional) reports the outcome of the checks. Returns DM_OK, DM_EINVAL (started
- * twice), DM_ECORRUPT (an unreadable record), DM_ESTORE.
+ * `cb` (optional) reports the outcome of the checks; with DM_ECLOSED it fires from inside
+ * chain_anchor_close's completion, and `a` must not be used any more. Returns DM_OK,
+ * DM_EINVAL (started twice), DM_ECORRUPT (an unreadable record), DM_ECONFIG (the pending
+ * batch was signed for another chain id or contract: finish it with that configuration
+ * first), DM_ESTORE.
  */
 int chain_anchor_start(chain_anchor_t *a, chain_anchor_ready_cb cb, void *arg);
 
 /**
- * Tell the anchorer that a commit added `added` outbox entries (0 if unknown). A batch is
- * formed at once when batch_max_events are pending (or batch_max_delay_ms is 0), otherwise
- * at the next flush (every batch_max_delay_ms). Loop thread only; never fails.
+ * Tell the anchorer that a commit added `added` outbox entries (0 if unknown: the outbox
+ * is read at the next flush). A batch is formed at once when batch_max_events are pending
+ * (or batch_max_delay_ms is 0), otherwise at the next flush (every batch_max_delay_ms), or
+ * right after the batch in flight is recorded. Loop thread only; never fails.
  */
 void chain_anchor_kick(chain_anchor_t *a, size_t added);
 

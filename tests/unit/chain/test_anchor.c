@@ -59,7 +59,7 @@ static struct {
     char state_path[PATH_MAX];
     uv_loop_t tloop; /* the test's own client: anvil is driven while the anchorer waits */
     chain_rpc_t *trpc;
-    uv_loop_t loop; /* the anchorer's */
+    uv_loop_t loop;  /* the anchorer's */
     uv_timer_t tick; /* wakes the loop while a test waits (outlives a failed wait) */
     chain_rpc_t *arpc;
     uint8_t contract[20];
@@ -113,9 +113,8 @@ static bool port_open(uint16_t port)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return false;
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons(port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
     close(fd);
     return ok;
@@ -669,8 +668,7 @@ static int group_setup(void **state)
     memset(&F, 0, sizeof F);
     char bin[PATH_MAX];
     if (!anvil_path(bin, sizeof bin)) {
-        fprintf(stderr, "[ chain_anchor ] anvil not found at %s: run scripts/setup-node.sh\n",
-                bin);
+        fprintf(stderr, "[ chain_anchor ] anvil not found at %s: run scripts/setup-node.sh\n", bin);
         return 0; /* the tests skip */
     }
     F.anvil_dir = dm_test_mkdtemp("anchor-anvil");
@@ -771,7 +769,7 @@ static int test_teardown(void **state)
 #define NEED_ANVIL()                                                                               \
     do {                                                                                           \
         if (!F.have_anvil) {                                                                       \
-            fprintf(stderr, "[ chain_anchor ] SKIP: no anvil (run scripts/setup-node.sh)\n");     \
+            fprintf(stderr, "[ chain_anchor ] SKIP: no anvil (run scripts/setup-node.sh)\n");      \
             skip();                                                                                \
         }                                                                                          \
     } while (0)
@@ -1159,9 +1157,8 @@ static void test_anchor_fee_bump(void **state)
     json_t *prev = json_object_get(tx, "prev_hashes");
     assert_true(json_array_size(prev) >= 1);
     uint8_t p0[32];
-    assert_int_equal(chain_hex_data_parse_fixed(json_string_value(json_array_get(prev, 0)), 66,
-                                                p0, 32),
-                     DM_OK);
+    assert_int_equal(
+        chain_hex_data_parse_fixed(json_string_value(json_array_get(prev, 0)), 66, p0, 32), DM_OK);
     assert_memory_equal(p0, first, 32);
     /* >= 12.5% more on both fees */
     chain_u256 fee2, prio2, min;
@@ -1499,16 +1496,14 @@ int test_chain_anchor(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_anchor_encodings),
         cmocka_unit_test(test_anchor_create_invalid),
-        cmocka_unit_test_setup_teardown(test_anchor_refuses_wrong_chain, test_setup,
-                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_anchor_refuses_wrong_chain, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_batch_of_one, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_batches, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_large_batch, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_restart_pending, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_fee_bump, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_reorg_resend, test_setup, test_teardown),
-        cmocka_unit_test_setup_teardown(test_anchor_reorg_nonce_taken, test_setup,
-                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_anchor_reorg_nonce_taken, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_reorg_moved, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_finalized, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_dropped, test_setup, test_teardown),
