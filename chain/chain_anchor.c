@@ -1311,6 +1311,15 @@ static void prep_gas_cb(chain_rpc_t *rpc, int status, uint64_t value, const chai
     b->reverted = false;
     chain_u256 max_fee, prio;
     fees_for(a, &a->base_fee, &a->o.priority_fee_wei, &max_fee, &prio);
+    if (chain_u256_cmp(&max_fee, &a->base_fee) < 0) {
+        char base[CHAIN_U256_DEC_MAX], cap[CHAIN_U256_DEC_MAX];
+        chain_u256_to_dec(&a->base_fee, base);
+        chain_u256_to_dec(&a->o.max_fee_cap_wei, cap);
+        dm_log(DM_LOG_WARNING, LOGC,
+               "anchor: base fee %s wei is above the max fee cap %s wei: batch %" PRIu64
+               " waits until it drops",
+               base, cap, b->id);
+    }
     sign_and_persist(a, b->nonce, &max_fee, &prio, gas);
 }
 
