@@ -926,8 +926,9 @@ static void retry(chain_anchor_t *a, void (*fn)(chain_anchor_t *), int rc, const
 
 static void rpc_ok(chain_anchor_t *a)
 {
+    /* DEBUG: a step can fail after a successful call (a remote error), so this may repeat */
     if (a->failing)
-        dm_log(DM_LOG_INFO, LOGC, "anchor: RPC endpoint answering again");
+        dm_log(DM_LOG_DEBUG, LOGC, "anchor: RPC endpoint answering again");
     a->failing = false;
     a->backoff_ms = 0;
 }
