@@ -10,7 +10,7 @@ dmnode=${1:?usage: anchor_e2e.sh path/to/dmnode}
 work=$(mktemp -d "${DM_TEST_TMP:-/tmp}/scenario-anchor.XXXXXX")
 source "$(dirname "$0")/lib/nodes.bash"
 source "$(dirname "$0")/lib/anvil.bash"
-trap 'cleanup_nodes; cleanup_anvil; if [ "$fails" -eq 0 ]; then rm -rf "$work"; else echo "# kept $work"; fi' EXIT
+trap 'cleanup_anvil; cleanup_nodes; if [ "$fails" -eq 0 ]; then rm -rf "$work"; else echo "# kept $work"; fi' EXIT
 if [ ! -x "$anvil_bin" ]; then echo "anvil missing: run scripts/setup-node.sh"; exit 1; fi
 
 start_anvil --block-time 1 --state "$work/anvil.state" -- --state-interval 1 >/dev/null || { bad "anvil start"; finish; exit 1; }

@@ -20,8 +20,10 @@ finish() {
 }
 
 cleanup_nodes() {
+  # wait for the daemons only: a bare `wait` would also wait for anvil or other helpers
   for i in "${!node_pid[@]}"; do kill -9 "${node_pid[$i]}" 2>/dev/null; done
-  wait 2>/dev/null
+  for i in "${!node_pid[@]}"; do wait "${node_pid[$i]}" 2>/dev/null; done
+  return 0
 }
 
 p2p_port() { echo $((port_base + $1)); }
