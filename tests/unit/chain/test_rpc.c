@@ -1073,13 +1073,10 @@ static void test_basic(void **state)
     assert_int_equal(chain_rpc_in_flight(f->rpc), 5);
 
     /* refused synchronously, no callback */
-    static const char *bad_methods[] = {"",
-                                        "eth call",
-                                        "eth\"x",
-                                        "eth_\\u0000",
-                                        "a/b",
-                                        "x_123456789_123456789_123456789_123456789_123456789_"
-                                        "123456789_123"};
+    /* the last: a method name over the length limit */
+    static const char long_method[] = "x_123456789_123456789_123456789_123456789_123456789_"
+                                      "123456789_123";
+    static const char *bad_methods[] = {"", "eth call", "eth\"x", "eth_\\u0000", "a/b", long_method};
     for (size_t i = 0; i < sizeof bad_methods / sizeof bad_methods[0]; i++)
         assert_int_equal(chain_rpc_call_text(f->rpc, bad_methods[i], NULL, on_call, &f->slots[9]),
                          DM_EINVAL);
