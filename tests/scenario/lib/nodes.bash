@@ -71,17 +71,17 @@ start_node() {
 
 stop_node() { # graceful
   local i=$1 pid=${node_pid[$1]}
-  kill -TERM "$pid" 2>/dev/null
+  kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-  kill -9 "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
   unset "node_pid[$i]"
 }
 
 kill9_node() {
   local pid=${node_pid[$1]}
   kill -9 "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null || true
   unset "node_pid[$1]"
 }
 
