@@ -23,8 +23,10 @@
  *
  * Threads: create/unlock/rotate/reencrypt block (PBKDF2, RocksDB) and run at
  * start-up or from a CLI command; seal/open and the accessors may be called
- * from any thread once unlocked (the key set is read-only between rotations,
- * and rotation is done with the daemon's loop stopped or by the CLI).
+ * from any thread once unlocked: a rwlock guards the key set, and a rotation
+ * (by the CLI, or by the daemon's loop thread for POST /v1/keys/rotate) writes
+ * the new key store before installing the new version. Rotations themselves
+ * must not run concurrently with each other.
  */
 typedef struct node_keys node_keys_t;
 
