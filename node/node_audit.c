@@ -14,7 +14,8 @@
 
 struct node_audit {
     store_t *store;
-    pthread_mutex_t lock;
+    pthread_mutex_t lock;   /* guards head */
+    pthread_mutex_t commit; /* held by a writer from its first append to its store_write */
     node_audit_mark head;
 };
 
@@ -64,6 +65,7 @@ int node_audit_open(node_audit_t **out, store_t *store)
         return DM_ENOMEM;
     a->store = store;
     pthread_mutex_init(&a->lock, NULL);
+    pthread_mutex_init(&a->commit, NULL);
     dm_buf last = DM_BUF_INIT;
     int rc = store_get_last(store, STORE_CF_AUDIT, NULL, 0, NULL, &last);
     if (rc == DM_ENOTFOUND) {
@@ -88,6 +90,7 @@ void node_audit_close(node_audit_t *a)
     if (!a)
         return;
     pthread_mutex_destroy(&a->lock);
+    pthread_mutex_destroy(&a->commit);
     free(a);
 }
 
@@ -104,6 +107,32 @@ void node_audit_rollback(node_audit_t *a, const node_audit_mark *m)
     pthread_mutex_lock(&a->lock);
     a->head = *m;
     pthread_mutex_unlock(&a->lock);
+}
+
+void node_audit_lock(node_audit_t *a)
+{
+    pthread_mutex_lock(&a->commit);
+}
+
+void node_audit_unlock(node_audit_t *a)
+{
+    pthread_mutex_unlock(&a->commit);
+}
+
+int node_audit_commit(node_audit_t *a, store_t *store, store_batch_t *b, dm_log_level level,
+                      const char *event, json_t *fields, json_t *anchor_event, const char *message)
+{
+    node_audit_lock(a);
+    node_audit_mark m = node_audit_head(a);
+    int rc = node_audit_append(a, b, level, event, fields, anchor_event, NULL);
+    if (!rc)
+        rc = store_write(store, b);
+    if (rc)
+        node_audit_rollback(a, &m);
+    node_audit_unlock(a);
+    if (!rc && message)
+        dm_log(level, "security", "%s", message);
+    return rc;
 }
 
 int node_audit_append(node_audit_t *a, store_batch_t *b, dm_log_level level, const char *event,

@@ -19,11 +19,12 @@
  *   {"audit_seq":N,"entry_hash":"<hex>","event":{…the reference's event JSON…}}
  * Layout in docs/STORAGE.md.
  *
- * Threads: append/mark/rollback may be called from any thread (one mutex);
- * entries get seq numbers in append order, so batches must be committed in
- * the order their entries were appended (the share service's single commit
- * pipeline does this). After a failed commit, roll back to the mark taken
- * before appending.
+ * Threads: any thread. Entries get seq numbers in append order, so a writer
+ * holds the commit lock (node_audit_lock) from its mark, through its appends,
+ * to its store_write, and rolls back to the mark if the write fails; no other
+ * writer's entries can then interleave. node_audit_commit does all of that for
+ * one entry. Writes block (fsync with storage.sync): loop-thread callers run
+ * them on the thread pool.
  */
 typedef struct node_audit node_audit_t;
 
@@ -37,6 +38,17 @@ int node_audit_open(node_audit_t **out, store_t *store);
 void node_audit_close(node_audit_t *a);
 
 node_audit_mark node_audit_head(node_audit_t *a);
+/** Serialise writers: hold from node_audit_head (the mark) to the store_write. */
+void node_audit_lock(node_audit_t *a);
+void node_audit_unlock(node_audit_t *a);
+/**
+ * Append one entry (as node_audit_append) to `b`, which may already hold the
+ * operation's own writes, and write `b` to `store`, all under the commit lock;
+ * on failure the head is rolled back and nothing is written. Blocking.
+ */
+int node_audit_commit(node_audit_t *a, store_t *store, store_batch_t *b, dm_log_level level,
+                      const char *event, json_t *fields, json_t *anchor_event,
+                      const char *message);
 void node_audit_rollback(node_audit_t *a, const node_audit_mark *m);
 
 /**

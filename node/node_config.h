@@ -25,7 +25,7 @@ typedef struct {
 } node_hostport;
 
 /* Number of configuration keys (the size of the schema table in node_config.c). */
-#define NODE_CONFIG_NKEYS 27
+#define NODE_CONFIG_NKEYS 29
 
 typedef struct {
     char *datadir;                  /* datadir (required by commands that need state) */
@@ -54,6 +54,8 @@ typedef struct {
     uint32_t chain_max_fee_gwei;       /* chain.max_fee_gwei */
     bool storage_sync;              /* storage.sync */
     dm_log_level log_level;         /* log.level */
+    uint32_t audit_retention_days;  /* audit.retention_days (default 90) */
+    uint32_t audit_head_anchor_interval_s; /* audit.head_anchor_interval_s */
     char *keys_master_password_file; /* keys.master_password_file ("" = use KEY_MASTER_PASSWORD) */
     uint32_t keys_rsa_bits;         /* keys.rsa_bits: 2048 or 3072 */
     uint32_t keys_kdf_iterations;   /* keys.kdf_iterations >= 600000 */

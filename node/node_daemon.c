@@ -148,14 +148,10 @@ static void audit_event(daemon_t *d, const char *event, const char *message)
     store_batch_t *b;
     if (store_batch_create(&b))
         return;
-    node_audit_mark m = node_audit_head(d->audit);
     json_t *fields =
         json_pack("{s:s, s:i}", "node_id", node_keys_node_id(d->keys), "pid", (int)getpid());
-    int rc = node_audit_append(d->audit, b, DM_LOG_INFO, event, fields, NULL, message);
-    if (!rc)
-        rc = store_write(d->store, b);
+    int rc = node_audit_commit(d->audit, d->store, b, DM_LOG_INFO, event, fields, NULL, message);
     if (rc) {
-        node_audit_rollback(d->audit, &m);
         dm_log(DM_LOG_ERROR, "security", "audit entry %s not written: %s", event, dm_strerror(rc));
     }
     json_decref(fields);

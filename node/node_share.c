@@ -1241,6 +1241,7 @@ static void commit_work(uv_work_t *req)
             goto out;
         if (it->kind == K_LOCAL && s->o.audit) {
             if (!audited) {
+                node_audit_lock(s->o.audit);
                 amark = node_audit_head(s->o.audit);
                 audited = true;
             }
@@ -1284,9 +1285,11 @@ static void commit_work(uv_work_t *req)
     if (store_batch_count(b))
         rc = store_write(st, b);
 out:
+    if (rc && audited)
+        node_audit_rollback(s->o.audit, &amark);
+    if (audited)
+        node_audit_unlock(s->o.audit);
     if (rc) {
-        if (audited)
-            node_audit_rollback(s->o.audit, &amark);
         dm_log(DM_LOG_ERROR, "storage", "share commit of %zu failed: %s %s", j->n, dm_strerror(rc),
                store_errmsg());
     }
