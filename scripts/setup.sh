@@ -10,6 +10,8 @@ PACKAGES=(
   libuv1-dev libsecp256k1-dev libmsgpack-dev librocksdb-dev
   libcurl4-openssl-dev libhttp-parser-dev libjansson-dev libcmocka-dev
   procps curl jq                    # scenario tests: process control, HTTP, JSON
+  nginx strace                      # deploy/ tests: TLS proxy, the unit's syscall filter
+  wrk                               # bench/api: HTTP load generator
 )
 # Node.js and npm run solc-js and install anvil (scripts/setup-node.sh). A node that
 # already brings its own npm (NodeSource's nodejs, which conflicts with Debian's npm) is kept.
