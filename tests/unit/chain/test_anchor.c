@@ -17,6 +17,7 @@
  */
 #include "dm_test.h"
 
+#include "anvil_util.h"
 #include "groups.h"
 
 #include "chain_anchor.h"
@@ -34,27 +35,17 @@
 #include "store.h"
 #include "store_keys.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <uv.h>
 
 #define CHAIN_ID 31337
-#define ANVIL_REL "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 #define MAX_EV (CHAIN_ANCHOR_BATCH_MAX + 64)
 #define WAIT_MS 60000
 
 static struct {
     bool have_anvil;
-    pid_t anvil;
-    uint16_t port;
-    char url[64];
+    anvil_proc anvil;
     char *anvil_dir;
     char state_path[PATH_MAX];
     uv_loop_t tloop; /* the test's own client: anvil is driven while the anchorer waits */
@@ -96,117 +87,19 @@ static void hex0x(char *out, const uint8_t *p, size_t n)
 
 /* ---------------------------------------------------------------- anvil */
 
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static bool port_open(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_in a = {
-        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
-static bool anvil_path(char *out, size_t cap)
-{
-    const char *src = getenv("DM_SOURCE_DIR");
-    snprintf(out, cap, "%s/%s", src && *src ? src : "..", ANVIL_REL);
-    return access(out, X_OK) == 0;
-}
-
-/* Start anvil on `port` with the state file (loaded if present, dumped every second). */
+/* Start anvil on `port` (0: a free one) with the state file (loaded if present, dumped
+ * every second). */
 static bool anvil_launch(uint16_t port)
 {
-    char bin[PATH_MAX], ports[8];
-    if (!anvil_path(bin, sizeof bin))
-        return false;
-    snprintf(ports, sizeof ports, "%u", port);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int devnull = open("/dev/null", O_RDWR);
-        if (devnull >= 0) {
-            dup2(devnull, 0);
-            dup2(devnull, 1);
-        }
-        execl(bin, bin, "--host", "127.0.0.1", "--port", ports, "--silent", "--chain-id", "31337",
-              "--state", F.state_path, "--state-interval", "1", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 600; i++) { /* up to 30 s */
-        if (port_open(port)) {
-            F.anvil = pid;
-            F.port = port;
-            snprintf(F.url, sizeof F.url, "http://127.0.0.1:%u/", port);
-            return true;
-        }
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return false; /* exited: port taken meanwhile? */
-        usleep(50 * 1000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return false;
-}
-
-static void anvil_kill(void)
-{
-    if (F.anvil > 0) {
-        kill(F.anvil, SIGKILL);
-        waitpid(F.anvil, NULL, 0);
-        F.anvil = 0;
-    }
+    const char *const extra[] = {"--state", F.state_path, "--state-interval", "1", NULL};
+    return anvil_util_start(&F.anvil, port, extra, 30000);
 }
 
 /* ---------------------------------------------------------------- the test's RPC */
 
-typedef struct {
-    bool done;
-    int status;
-    json_t *result;
-    char msg[CHAIN_RPC_MSG_MAX];
-} sync_call;
-
-static void sync_cb(chain_rpc_t *rpc, int status, json_t *result, const chain_rpc_error *err,
-                    void *arg)
-{
-    (void)rpc;
-    sync_call *s = arg;
-    s->done = true;
-    s->status = status;
-    s->result = json_incref(result);
-    snprintf(s->msg, sizeof s->msg, "%s", err->message);
-}
-
 static int rpc_try(const char *method, const char *params, json_t **out, char *msg)
 {
-    sync_call s = {0};
-    assert_int_equal(chain_rpc_call_text(F.trpc, method, params, sync_cb, &s), DM_OK);
-    uint64_t start = mono_ms();
-    while (!s.done) {
-        uv_run(&F.tloop, UV_RUN_ONCE);
-        if (mono_ms() - start > WAIT_MS)
-            fail_msg("%s did not complete", method);
-    }
-    if (msg)
-        snprintf(msg, CHAIN_RPC_MSG_MAX, "%s", s.msg);
-    *out = s.result;
-    return s.status;
+    return anvil_util_call(&F.tloop, F.trpc, method, params, out, msg, WAIT_MS);
 }
 
 /* Call and return the result (new reference); fails the test on any error. */
@@ -252,14 +145,7 @@ static chain_rpc_receipt *receipt_now(const uint8_t tx[32])
 
 static chain_rpc_receipt *receipt_wait(const uint8_t tx[32])
 {
-    for (int i = 0; i < 500; i++) { /* anvil mines just after answering eth_send* */
-        chain_rpc_receipt *r = receipt_now(tx);
-        if (r)
-            return r;
-        usleep(20 * 1000);
-    }
-    fail_msg("no receipt after 10 s");
-    return NULL;
+    return anvil_util_receipt(&F.tloop, F.trpc, tx);
 }
 
 static void mine(unsigned n)
@@ -276,33 +162,9 @@ static void automine(bool on)
 
 static void deploy(void)
 {
-    char path[PATH_MAX];
-    const char *src = getenv("DM_SOURCE_DIR");
-    snprintf(path, sizeof path, "%s/contracts/AuditAnchor.json", src && *src ? src : "..");
-    json_error_t je;
-    json_t *art = json_load_file(path, 0, &je);
-    if (!art)
-        fail_msg("cannot load %s: %s", path, je.text);
-    const char *code = json_string_value(json_object_get(art, "bytecode"));
-    assert_non_null(code);
-    json_t *accts = rpc("eth_accounts", NULL);
-    snprintf(F.acct0, sizeof F.acct0, "%s", json_string_value(json_array_get(accts, 0)));
-    json_decref(accts);
-    json_t *params = json_pack("[{s:s, s:s}]", "from", F.acct0, "data", code);
-    char *ptxt = json_dumps(params, JSON_COMPACT);
-    json_t *h = rpc("eth_sendTransaction", ptxt);
     uint8_t tx[32];
-    assert_int_equal(chain_rpc_parse_fixed(h, tx, 32), DM_OK);
-    json_decref(h);
-    free(ptxt);
-    json_decref(params);
-    json_decref(art);
-    chain_rpc_receipt *r = receipt_wait(tx);
-    assert_int_equal(r->status, 1);
-    assert_true(r->has_contract_address);
-    memcpy(F.contract, r->contract_address, 20);
+    anvil_util_deploy(&F.tloop, F.trpc, F.acct0, F.contract, tx);
     hex0x(F.contract_hex, F.contract, 20);
-    chain_rpc_receipt_free(r);
 }
 
 /* Anchored logs of `root` by the contract, over the whole chain. */
@@ -667,16 +529,13 @@ static int group_setup(void **state)
     (void)state;
     memset(&F, 0, sizeof F);
     char bin[PATH_MAX];
-    if (!anvil_path(bin, sizeof bin)) {
+    if (!anvil_util_bin(bin, sizeof bin)) {
         fprintf(stderr, "[ chain_anchor ] anvil not found at %s: run scripts/setup-node.sh\n", bin);
         return 0; /* the tests skip */
     }
     F.anvil_dir = dm_test_mkdtemp("anchor-anvil");
     snprintf(F.state_path, sizeof F.state_path, "%s/state.json", F.anvil_dir);
-    bool up = false;
-    for (int attempt = 0; attempt < 3 && !up; attempt++)
-        up = anvil_launch(free_port());
-    if (!up) {
+    if (!anvil_launch(0)) {
         fprintf(stderr, "[ chain_anchor ] anvil %s did not start\n", bin);
         return -1;
     }
@@ -684,8 +543,8 @@ static int group_setup(void **state)
     if (uv_loop_init(&F.tloop) || uv_loop_init(&F.loop) || uv_timer_init(&F.loop, &F.tick))
         return -1;
     chain_rpc_opts ro = {.timeout_ms = 5000, .connect_timeout_ms = 2000};
-    if (chain_rpc_create(&F.trpc, &F.tloop, F.url, &ro) ||
-        chain_rpc_create(&F.arpc, &F.loop, F.url, &ro))
+    if (chain_rpc_create(&F.trpc, &F.tloop, F.anvil.url, &ro) ||
+        chain_rpc_create(&F.arpc, &F.loop, F.anvil.url, &ro))
         return -1;
     deploy();
     return 0;
@@ -721,7 +580,7 @@ static int group_teardown(void **state)
         assert_int_equal(uv_loop_close(&F.tloop), 0);
         assert_int_equal(uv_loop_close(&F.loop), 0);
     }
-    anvil_kill();
+    anvil_util_kill(&F.anvil);
     dm_test_rmtree(F.anvil_dir);
     free(F.anvil_dir);
     return 0;
@@ -753,7 +612,7 @@ static int test_teardown(void **state)
     if (!F.have_anvil)
         return 0;
     anchor_close_quiet();
-    if (F.anvil > 0)
+    if (F.anvil.pid > 0)
         automine(true);
     node_audit_close(F.audit);
     store_close(F.store);
@@ -1473,7 +1332,7 @@ static void test_anchor_anvil_killed(void **state)
         usleep(50 * 1000);
     }
     usleep(200 * 1000); /* well inside the 1 s between dumps */
-    anvil_kill();
+    anvil_util_kill(&F.anvil);
 
     uint64_t errs0 = stats().rpc_errors;
     add_events(3);
@@ -1481,7 +1340,7 @@ static void test_anchor_anvil_killed(void **state)
     assert_true(stats().rpc_errors > errs0);
     assert_false(all_anchored(NULL));
 
-    assert_true(anvil_launch(F.port));
+    assert_true(anvil_launch(F.anvil.port)); /* the clients keep their URL */
     wait_for(all_anchored, NULL, WAIT_MS, "every event after anvil came back");
     size_t batches = verify_all();
     assert_true(batches >= 4);

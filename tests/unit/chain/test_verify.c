@@ -12,6 +12,7 @@
  */
 #include "dm_test.h"
 
+#include "anvil_util.h"
 #include "groups.h"
 
 #include "chain_hex.h"
@@ -25,19 +26,11 @@
 #include "dm_enc.h"
 #include "dm_err.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <uv.h>
 
 #define NEV 5
 #define CHAIN_ID 31337
-#define ANVIL_REL "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 
 typedef struct {
     uint8_t tx[32];
@@ -64,8 +57,7 @@ static struct {
     batch main;
     /* chain (valid only when have_anvil) */
     bool have_anvil;
-    pid_t anvil;
-    char url[64];
+    anvil_proc anvil;
     uv_loop_t loop;
     chain_rpc_t *rpc;
     char acct0[43];
@@ -175,115 +167,19 @@ static char *dump(const json_t *j)
 
 /* ---------------------------------------------------------------- anvil */
 
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static bool port_open(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_in a = {
-        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
-static bool anvil_path(char *out, size_t cap)
-{
-    const char *src = getenv("DM_SOURCE_DIR");
-    snprintf(out, cap, "%s/%s", src && *src ? src : "..", ANVIL_REL);
-    return access(out, X_OK) == 0;
-}
-
 static bool anvil_start(void)
 {
     char bin[PATH_MAX];
-    if (!anvil_path(bin, sizeof bin)) {
+    if (!anvil_util_bin(bin, sizeof bin)) {
         fprintf(stderr, "[ chain_verify ] anvil not found at %s: run scripts/setup-node.sh\n", bin);
         return false;
     }
-    for (int attempt = 0; attempt < 3; attempt++) {
-        uint16_t port = free_port();
-        char ports[8];
-        snprintf(ports, sizeof ports, "%u", port);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            int devnull = open("/dev/null", O_RDWR);
-            if (devnull >= 0) {
-                dup2(devnull, 0);
-                dup2(devnull, 1);
-            }
-            execl(bin, bin, "--host", "127.0.0.1", "--port", ports, "--silent", "--chain-id",
-                  "31337", (char *)NULL);
-            _exit(127);
-        }
-        for (int i = 0; i < 300; i++) { /* up to 15 s */
-            if (port_open(port)) {
-                F.anvil = pid;
-                snprintf(F.url, sizeof F.url, "http://127.0.0.1:%u/", port);
-                return true;
-            }
-            int st;
-            if (waitpid(pid, &st, WNOHANG) == pid)
-                break; /* exited: port taken meanwhile? try another */
-            usleep(50 * 1000);
-        }
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
-    fail_msg("anvil %s did not start", bin);
-    return false;
-}
-
-static void anvil_stop(void)
-{
-    if (F.anvil > 0) {
-        kill(F.anvil, SIGTERM);
-        for (int i = 0; i < 100; i++) {
-            if (waitpid(F.anvil, NULL, WNOHANG) == F.anvil) {
-                F.anvil = 0;
-                return;
-            }
-            usleep(20 * 1000);
-        }
-        kill(F.anvil, SIGKILL);
-        waitpid(F.anvil, NULL, 0);
-        F.anvil = 0;
-    }
+    if (!anvil_util_start(&F.anvil, 0, NULL, 15000))
+        fail_msg("anvil %s did not start", bin);
+    return true;
 }
 
 /* ---------------------------------------------------------------- synchronous RPC */
-
-typedef struct {
-    bool done;
-    int status;
-    json_t *result;
-    char msg[CHAIN_RPC_MSG_MAX];
-} sync_call;
-
-static void sync_cb(chain_rpc_t *rpc, int status, json_t *result, const chain_rpc_error *err,
-                    void *arg)
-{
-    (void)rpc;
-    sync_call *s = arg;
-    s->done = true;
-    s->status = status;
-    s->result = json_incref(result);
-    snprintf(s->msg, sizeof s->msg, "%s", err->message);
-}
 
 static void run_until(const bool *done)
 {
@@ -298,12 +194,7 @@ static void run_until(const bool *done)
 /* Call and return the result (new reference); fails the test on any error. */
 static json_t *rpc(const char *method, const char *params)
 {
-    sync_call s = {0};
-    assert_int_equal(chain_rpc_call_text(F.rpc, method, params, sync_cb, &s), DM_OK);
-    run_until(&s.done);
-    if (s.status != DM_OK)
-        fail_msg("%s %s: %s %s", method, params ? params : "[]", dm_err_name(s.status), s.msg);
-    return s.result;
+    return anvil_util_rpc(&F.loop, F.rpc, method, params);
 }
 
 static void rpc_void(const char *method, const char *params)
@@ -313,22 +204,7 @@ static void rpc_void(const char *method, const char *params)
 
 static chain_rpc_receipt *receipt(const uint8_t tx[32])
 {
-    char h[67], params[80];
-    hex0x(h, tx, 32);
-    snprintf(params, sizeof params, "[\"%s\"]", h);
-    /* anvil answers eth_send* before it has mined the block: poll for up to 10 s */
-    for (int i = 0; i < 500; i++) {
-        json_t *r = rpc("eth_getTransactionReceipt", params);
-        chain_rpc_receipt *rc = NULL;
-        int st = chain_rpc_parse_receipt(r, &rc);
-        json_decref(r);
-        if (st == DM_OK)
-            return rc;
-        assert_int_equal(st, DM_ENOTFOUND);
-        usleep(20 * 1000);
-    }
-    fail_msg("no receipt for %s after 10 s", h);
-    return NULL;
+    return anvil_util_receipt(&F.loop, F.rpc, tx);
 }
 
 static uint64_t nonce_of(const uint8_t addr[20])
@@ -395,34 +271,8 @@ static void anchor_batch(const batch *b, anchor_info *a)
 
 static void deploy(void)
 {
-    char path[PATH_MAX];
-    const char *src = getenv("DM_SOURCE_DIR");
-    snprintf(path, sizeof path, "%s/contracts/AuditAnchor.json", src && *src ? src : "..");
-    json_error_t je;
-    json_t *art = json_load_file(path, 0, &je);
-    if (!art)
-        fail_msg("cannot load %s: %s", path, je.text);
-    const char *code = json_string_value(json_object_get(art, "bytecode"));
-    assert_non_null(code);
-
-    json_t *accts = rpc("eth_accounts", NULL);
-    snprintf(F.acct0, sizeof F.acct0, "%s", json_string_value(json_array_get(accts, 0)));
-    json_decref(accts);
+    anvil_util_deploy(&F.loop, F.rpc, F.acct0, F.contract, F.deploy_tx);
     assert_int_equal(crypto_eth_address_parse(F.acct0, F.acct0_addr), DM_OK);
-
-    json_t *params = json_pack("[{s:s, s:s}]", "from", F.acct0, "data", code);
-    char *ptxt = json_dumps(params, JSON_COMPACT);
-    json_t *h = rpc("eth_sendTransaction", ptxt);
-    assert_int_equal(chain_rpc_parse_fixed(h, F.deploy_tx, 32), DM_OK);
-    json_decref(h);
-    free(ptxt);
-    json_decref(params);
-    json_decref(art);
-    chain_rpc_receipt *rc = receipt(F.deploy_tx);
-    assert_int_equal(rc->status, 1);
-    assert_true(rc->has_contract_address);
-    memcpy(F.contract, rc->contract_address, 20);
-    chain_rpc_receipt_free(rc);
 }
 
 /* ---------------------------------------------------------------- fixture */
@@ -464,7 +314,7 @@ static int group_setup(void **state)
     if (!anvil_start())
         return 0; /* the chain tests skip */
     F.have_anvil = true;
-    if (uv_loop_init(&F.loop) || chain_rpc_create(&F.rpc, &F.loop, F.url, NULL))
+    if (uv_loop_init(&F.loop) || chain_rpc_create(&F.rpc, &F.loop, F.anvil.url, NULL))
         return -1;
     deploy();
 
@@ -519,7 +369,7 @@ static int group_teardown(void **state)
         uv_run(&F.loop, UV_RUN_DEFAULT);
         assert_int_equal(uv_loop_close(&F.loop), 0);
     }
-    anvil_stop();
+    anvil_util_stop(&F.anvil);
     batch_free(&F.main);
     json_decref(F.good);
     crypto_rsa_destroy(F.rsa);
@@ -544,7 +394,7 @@ static int group_teardown(void **state)
 static int verify_json(const json_t *bundle, uint64_t min_conf, chain_verify_report *rep)
 {
     char *t = dump(bundle);
-    int rc = chain_verify_run(F.url, t, strlen(t), min_conf, NULL, rep);
+    int rc = chain_verify_run(F.anvil.url, t, strlen(t), min_conf, NULL, rep);
     free(t);
     return rc;
 }
@@ -1175,7 +1025,7 @@ static void test_verify_endpoint_down(void **state)
     json_t *j = bundle_json(&F.main, 1, &F.anchor);
     char *t = dump(j);
     char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/", free_port()); /* nobody listens */
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/", anvil_util_free_port()); /* nobody listens */
     chain_verify_report rep;
     int rc = chain_verify_run(url, t, strlen(t), 1, NULL, &rep);
     assert_int_equal(rc, DM_ECONN);
