@@ -5,4 +5,5 @@ int test_node_config(void);
 int test_node_keys(void);
 int test_node_share(void);
 int test_node_audit(void);
+int test_node_apikeys(void);
 #endif
