@@ -7,4 +7,5 @@ int test_chain_rpc(void);
 int test_chain_contract(void);
 int test_chain_verify(void);
 int test_chain_anchor(void);
+int test_chain_trail(void);
 #endif

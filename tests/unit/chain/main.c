@@ -9,5 +9,6 @@ int main(void)
     failed += test_chain_contract();
     failed += test_chain_verify();
     failed += test_chain_anchor();
+    failed += test_chain_trail();
     return failed ? 1 : 0;
 }
