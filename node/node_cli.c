@@ -5,6 +5,7 @@
  */
 #include "node_cli.h"
 
+#include "chain_trail.h"
 #include "chain_verify.h"
 #include "crypto_eth.h"
 #include "crypto_mem.h"
@@ -12,6 +13,7 @@
 #include "dm_err.h"
 #include "dm_log.h"
 #include "node_api.h"
+#include "node_apikeys.h"
 #include "node_audit.h"
 #include "node_chain.h"
 #include "node_config.h"
@@ -676,6 +678,309 @@ static int cmd_status(cli_ctx *c)
     return api_simple(c, "GET", "/v1/status", NULL);
 }
 
+/* ---------- API keys: through the daemon, or the store when none runs ---------- */
+
+static bool apikey_id_ok(const char *id)
+{
+    if (strlen(id) == NODE_APIKEY_ID_LEN && strspn(id, "0123456789abcdef") == NODE_APIKEY_ID_LEN)
+        return true;
+    fprintf(stderr, "dmnode: an API key id is %d lower-case hex characters\n",
+            NODE_APIKEY_ID_LEN);
+    return false;
+}
+
+static void fmt_time_or(char out[32], uint64_t t, const char *none)
+{
+    if (t)
+        fmt_time(out, t);
+    else
+        snprintf(out, 32, "%s", none);
+}
+
+/* Print the JSON of --json output on one line. */
+static int print_json(json_t *j)
+{
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (text)
+        printf("%s\n", text);
+    free(text);
+    return text ? DM_OK : DM_ENOMEM;
+}
+
+static int apikey_print_created(cli_ctx *c, const node_apikey_info *i, const char *key)
+{
+    int rc = DM_OK;
+    if (c->json) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o}", "id", i->id, "key", key, "name",
+                              i->name, "prefix", i->prefix, "created_at",
+                              (json_int_t)i->created_at, "expires_at",
+                              i->expires_at ? json_integer((json_int_t)i->expires_at)
+                                            : json_null());
+        rc = print_json(j);
+        json_decref(j);
+    } else {
+        char created[32], expires[32];
+        fmt_time(created, i->created_at);
+        fmt_time_or(expires, i->expires_at, "never");
+        printf("id:      %s\nname:    %s\nprefix:  %s\ncreated: %s\nexpires: %s\nkey:     %s\n",
+               i->id, i->name, i->prefix, created, expires, key);
+    }
+    fprintf(stderr, "dmnode: store this API key now: it is shown only once and cannot be shown "
+                    "again (the node keeps only its hash)\n");
+    return rc;
+}
+
+static int apikey_print_list(cli_ctx *c, const node_apikey_info *v, size_t n)
+{
+    if (c->json) {
+        json_t *arr = json_array();
+        bool ok = arr != NULL;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = json_array_append_new(arr, node_apikey_info_json(&v[i])) == 0;
+        json_t *j = ok ? json_pack("{s:O}", "api_keys", arr) : NULL;
+        json_decref(arr);
+        int rc = print_json(j);
+        json_decref(j);
+        return rc;
+    }
+    int w = 4;
+    for (size_t i = 0; i < n; i++)
+        if ((int)strlen(v[i].name) > w)
+            w = (int)strlen(v[i].name);
+    printf("%-16s  %-*s  %-8s  %-20s  %-20s  %-20s  %-8s  %s\n", "ID", w, "NAME", "PREFIX",
+           "CREATED", "EXPIRES", "LAST USED", "STATUS", "REQUESTS");
+    uint64_t now = (uint64_t)time(NULL);
+    for (size_t i = 0; i < n; i++) {
+        char created[32], expires[32], used[32];
+        fmt_time(created, v[i].created_at);
+        fmt_time_or(expires, v[i].expires_at, "never");
+        fmt_time_or(used, v[i].last_used_at, "never");
+        const char *status = v[i].revoked_at                                    ? "revoked"
+                             : v[i].expires_at && v[i].expires_at <= now ? "expired"
+                                                                                : "active";
+        printf("%-16s  %-*s  %-8s  %-20s  %-20s  %-20s  %-8s  %llu\n", v[i].id, w, v[i].name,
+               v[i].prefix, created, expires, used, status,
+               (unsigned long long)v[i].request_count);
+    }
+    return DM_OK;
+}
+
+static int apikey_print_revoked(cli_ctx *c, const char *id, uint64_t revoked_at)
+{
+    char t[32];
+    fmt_time(t, revoked_at);
+    if (c->json)
+        printf("{\"id\":\"%s\",\"revoked_at\":%llu}\n", id, (unsigned long long)revoked_at);
+    else
+        printf("revoked API key %s (at %s); it is refused from now on\n", id, t);
+    return DM_OK;
+}
+
+/* What one `apikey` command does: on the daemon's internal API, or on the store. */
+typedef struct apikey_op apikey_op;
+struct apikey_op {
+    const char *method, *path, *body;
+    int (*remote)(cli_ctx *c, json_t *reply); /* a 2xx reply */
+    int (*local)(cli_ctx *c, node_apikeys_t *k, const apikey_op *op);
+    const char *name;    /* create */
+    uint64_t expires_at; /* create; 0 = never */
+};
+
+static int apikey_run(cli_ctx *c, const apikey_op *op)
+{
+    int rc = require_datadir(c);
+    store_t *s = NULL;
+    bool via_api;
+    if (rc || (rc = open_store_or_api(c, &s, &via_api)))
+        return rc;
+    if (via_api) {
+        dm_buf reply = DM_BUF_INIT;
+        long status = 0;
+        rc = api_call(c, op->method, op->path, op->body, &reply, &status);
+        if (!rc && (status < 200 || status > 299)) {
+            rc = api_print(&reply, status);
+        } else if (!rc) {
+            json_t *j = json_loadb((const char *)reply.data, reply.len, 0, NULL);
+            rc = j ? op->remote(c, j) : DM_EPARSE;
+            if (rc == DM_EPARSE)
+                fprintf(stderr, "dmnode: the daemon's reply is not what %s %s answers\n",
+                        op->method, op->path);
+            json_decref(j);
+        }
+        dm_buf_free_secure(&reply); /* a created key */
+        return rc;
+    }
+    node_audit_t *a = NULL;
+    node_apikeys_t *k = NULL;
+    if ((rc = node_audit_open(&a, s)) || (rc = node_apikeys_open(&k, s, a)))
+        fail(rc, "opening the API key store");
+    else
+        rc = op->local(c, k, op);
+    node_apikeys_close(k);
+    node_audit_close(a);
+    store_close(s);
+    return rc;
+}
+
+static int apikey_create_remote(cli_ctx *c, json_t *reply)
+{
+    node_apikey_info i;
+    json_t *jk = json_object_get(reply, "key");
+    const char *key = json_string_value(jk);
+    int rc = DM_EPARSE;
+    if (key && strlen(key) == NODE_APIKEY_LEN && node_apikey_info_from_json(reply, &i) == DM_OK)
+        rc = apikey_print_created(c, &i, key);
+    if (key)
+        crypto_memzero((char *)key, strlen(key)); /* jansson's own copy */
+    return rc;
+}
+
+static int apikey_create_local(cli_ctx *c, node_apikeys_t *k, const apikey_op *op)
+{
+    node_apikey_info i;
+    char key[NODE_APIKEY_LEN + 1], err[256];
+    int rc = node_apikeys_create(k, op->name, op->expires_at, (uint64_t)time(NULL), &i, key, err,
+                                 sizeof err);
+    if (rc == DM_OK)
+        rc = apikey_print_created(c, &i, key);
+    else
+        fprintf(stderr, "dmnode: API key not created: %s\n", err[0] ? err : dm_strerror(rc));
+    crypto_memzero(key, sizeof key);
+    return rc;
+}
+
+/* A whole number of at most `max`, digits only. */
+static int parse_count(const char *s, const char *what, uint64_t max, uint64_t *out)
+{
+    size_t n = strlen(s);
+    unsigned long long v = n && n <= 20 && strspn(s, "0123456789") == n ? strtoull(s, NULL, 10)
+                                                                        : ULLONG_MAX;
+    if (v > max) {
+        fprintf(stderr, "dmnode: %s takes a whole number of at most %llu\n", what,
+                (unsigned long long)max);
+        return DM_EINVAL;
+    }
+    *out = v;
+    return DM_OK;
+}
+
+static int cmd_apikey_create(cli_ctx *c)
+{
+    const char *name = opt(c, "name"), *at = opt(c, "expires-at"), *in = opt(c, "expires-in");
+    if (!name) {
+        fprintf(stderr, "dmnode: --name NAME is required\n");
+        return DM_EINVAL;
+    }
+    if (at && in) {
+        fprintf(stderr, "dmnode: give at most one of --expires-at and --expires-in\n");
+        return DM_EINVAL;
+    }
+    uint64_t expires = 0, days = 0;
+    int rc = DM_OK;
+    if (at)
+        rc = parse_count(at, "--expires-at (unix seconds)", NODE_APIKEY_EXPIRES_MAX, &expires);
+    else if (in && !(rc = parse_count(in, "--expires-in (days)",
+                                      NODE_APIKEY_EXPIRES_MAX / 86400, &days)))
+        expires = days ? (uint64_t)time(NULL) + days * 86400 : 0;
+    if (!rc && in && !days) {
+        fprintf(stderr, "dmnode: --expires-in takes at least 1 day (omit it for no expiry)\n");
+        rc = DM_EINVAL;
+    }
+    if (!rc && at && !expires) {
+        fprintf(stderr, "dmnode: --expires-at takes a unix time (omit it for no expiry)\n");
+        rc = DM_EINVAL;
+    }
+    if (rc)
+        return rc;
+    json_t *j = json_pack("{s:s}", "name", name);
+    if (j && expires)
+        json_object_set_new(j, "expires_at", json_integer((json_int_t)expires));
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!body)
+        return DM_ENOMEM;
+    apikey_op op = {"POST", "/v1/apikeys", body, apikey_create_remote, apikey_create_local,
+                    name, expires};
+    rc = apikey_run(c, &op);
+    free(body);
+    return rc;
+}
+
+static int apikey_list_remote(cli_ctx *c, json_t *reply)
+{
+    json_t *arr = json_object_get(reply, "api_keys");
+    if (!json_is_array(arr))
+        return DM_EPARSE;
+    size_t n = json_array_size(arr);
+    node_apikey_info *v = n ? calloc(n, sizeof *v) : NULL;
+    if (n && !v)
+        return DM_ENOMEM;
+    int rc = DM_OK;
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = node_apikey_info_from_json(json_array_get(arr, i), &v[i]);
+    if (!rc)
+        rc = apikey_print_list(c, v, n);
+    free(v);
+    return rc;
+}
+
+static int apikey_list_local(cli_ctx *c, node_apikeys_t *k, const apikey_op *op)
+{
+    (void)op;
+    node_apikey_info *v = NULL;
+    size_t n = 0;
+    int rc = node_apikeys_list(k, &v, &n);
+    if (rc)
+        fail(rc, "listing API keys");
+    else
+        rc = apikey_print_list(c, v, n);
+    free(v);
+    return rc;
+}
+
+static int cmd_apikey_list(cli_ctx *c)
+{
+    apikey_op op = {"GET", "/v1/apikeys", NULL, apikey_list_remote, apikey_list_local};
+    return apikey_run(c, &op);
+}
+
+static int apikey_revoke_remote(cli_ctx *c, json_t *reply)
+{
+    json_t *t = json_object_get(reply, "revoked_at");
+    const char *id = json_string_value(json_object_get(reply, "id"));
+    if (!id || strcmp(id, c->args[0]) != 0 || !json_is_integer(t) || json_integer_value(t) <= 0)
+        return DM_EPARSE;
+    return apikey_print_revoked(c, id, (uint64_t)json_integer_value(t));
+}
+
+static int apikey_revoke_local(cli_ctx *c, node_apikeys_t *k, const apikey_op *op)
+{
+    (void)op;
+    node_apikey_info i;
+    int rc = node_apikeys_revoke(k, c->args[0], (uint64_t)time(NULL));
+    if (!rc)
+        rc = node_apikeys_get(k, c->args[0], &i);
+    if (rc == DM_ENOTFOUND) {
+        fprintf(stderr, "dmnode: no API key with id %s\n", c->args[0]);
+        return DM_EINVAL;
+    }
+    if (rc) {
+        fail(rc, "revoking the API key");
+        return rc;
+    }
+    return apikey_print_revoked(c, i.id, i.revoked_at);
+}
+
+static int cmd_apikey_revoke(cli_ctx *c)
+{
+    if (!apikey_id_ok(c->args[0]))
+        return DM_EINVAL;
+    char path[64];
+    snprintf(path, sizeof path, "/v1/apikeys/%s", c->args[0]);
+    apikey_op op = {"DELETE", path, NULL, apikey_revoke_remote, apikey_revoke_local};
+    return apikey_run(c, &op);
+}
+
 /* ---------- chain: deploy, verify ---------- */
 
 static int cmd_chain_deploy(cli_ctx *c)
@@ -828,6 +1133,142 @@ static int cmd_audit_verify(cli_ctx *c)
     return rc;
 }
 
+/* ---------- audit trail: the anchors on the chain ---------- */
+
+static int block_opt(const cli_ctx *c, const char *name, uint64_t *out)
+{
+    const char *v = opt(c, name);
+    char *end = NULL;
+    if (!v) {
+        fprintf(stderr, "dmnode: --%s BLOCK is required\n", name);
+        return DM_EINVAL;
+    }
+    errno = 0;
+    if (v && isdigit((unsigned char)*v))
+        *out = strtoull(v, &end, 10);
+    if (!end || *end || errno) {
+        fprintf(stderr, "dmnode: --%s takes a block number\n", name);
+        return DM_EINVAL;
+    }
+    return DM_OK;
+}
+
+/* Whose anchors: --node ADDRESS, --all (*all), or this node's account (public identity
+ * record of the data directory: no password needed). */
+static int trail_sender(cli_ctx *c, bool *all, uint8_t sender[20])
+{
+    const char *node = opt(c, "node");
+    *all = opt(c, "all") != NULL;
+    if (node && *all) {
+        fprintf(stderr, "dmnode: give --node ADDRESS or --all, not both\n");
+        return DM_EINVAL;
+    }
+    if (*all)
+        return DM_OK;
+    if (node) {
+        if (crypto_eth_address_parse(node, sender) != DM_OK) {
+            fprintf(stderr, "dmnode: --node takes an Ethereum address (0x + 40 hex, valid "
+                            "EIP-55 checksum if mixed case)\n");
+            return DM_EINVAL;
+        }
+        return DM_OK;
+    }
+    if (!c->cfg.datadir || !*c->cfg.datadir) {
+        fprintf(stderr, "dmnode: whose anchors? give --node ADDRESS or --all, or --datadir DIR "
+                        "for this node's\n");
+        return DM_EINVAL;
+    }
+    store_t *s = NULL;
+    int rc = open_store(c, &s, true);
+    if (rc)
+        return rc;
+    char id[65];
+    rc = node_keys_identity(s, id, sender);
+    if (rc == DM_ENOTINIT)
+        fprintf(stderr, "dmnode: %s holds no node identity (run dmnode init)\n", c->cfg.datadir);
+    else if (rc)
+        fail(rc, "reading identity");
+    store_close(s);
+    return rc;
+}
+
+static void print_trail(const cli_ctx *c, const chain_trail_result *r, bool all,
+                        const uint8_t sender[20])
+{
+    if (c->json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; arr && i < r->n; i++)
+            if (json_array_append_new(arr, chain_trail_anchor_json(&r->anchors[i])))
+                break;
+        char *t = arr ? json_dumps(arr, JSON_INDENT(2)) : NULL;
+        printf("%s\n", t ? t : "[]");
+        free(t);
+        json_decref(arr);
+        return;
+    }
+    printf("%-9s %-20s %-66s %-4s %-42s %-7s %s\n", "BLOCK", "TIME", "TX", "LOG", "SENDER",
+           "COUNT", "ROOT");
+    for (size_t i = 0; i < r->n; i++) {
+        const chain_trail_anchor *a = &r->anchors[i];
+        char ts[32], tx[67] = "0x", from[43], root[65];
+        fmt_time(ts, a->block_time);
+        dm_hex_encode(tx + 2, a->tx_hash, 32);
+        crypto_eth_address_format(a->sender, from);
+        dm_hex_encode(root, a->root, 32);
+        printf("%-9llu %-20s %-66s %-4llu %-42s %-7llu %s\n", (unsigned long long)a->block_number,
+               ts, tx, (unsigned long long)a->log_index, from, (unsigned long long)a->count, root);
+    }
+    char who[43] = "";
+    if (!all)
+        crypto_eth_address_format(sender, who);
+    printf("anchors: %zu, events: %llu (blocks %llu..%llu, %s%s)\n", r->n,
+           (unsigned long long)r->events, (unsigned long long)r->from_block,
+           (unsigned long long)r->to_block, all ? "every sender" : "sender ", all ? "" : who);
+}
+
+static int cmd_audit_trail(cli_ctx *c)
+{
+    const char *url = opt(c, "rpc") ? opt(c, "rpc") : c->cfg.chain_rpc_url;
+    const char *contract = opt(c, "contract") ? opt(c, "contract") : c->cfg.chain_contract;
+    if (!url || !*url) {
+        fprintf(stderr, "dmnode: no RPC endpoint: pass --rpc URL or set chain.rpc_url\n");
+        return DM_ECONFIG;
+    }
+    if (!contract || !*contract) {
+        fprintf(stderr, "dmnode: no audit contract: pass --contract ADDRESS or set "
+                        "chain.contract\n");
+        return DM_ECONFIG;
+    }
+    uint8_t addr[20], sender[20];
+    if (crypto_eth_address_parse(contract, addr) != DM_OK) {
+        fprintf(stderr, "dmnode: --contract takes an Ethereum address\n");
+        return DM_EINVAL;
+    }
+    chain_trail_query q = {.contract = addr, .to_latest = true};
+    bool all;
+    int rc = block_opt(c, "from", &q.from_block);
+    if (!rc && opt(c, "to")) {
+        q.to_latest = false;
+        if (!(rc = block_opt(c, "to", &q.to_block)) && q.to_block < q.from_block) {
+            fprintf(stderr, "dmnode: --to is below --from\n");
+            rc = DM_EINVAL;
+        }
+    }
+    if (!rc)
+        rc = trail_sender(c, &all, sender);
+    if (rc)
+        return rc;
+    q.sender = all ? NULL : sender;
+    chain_trail_result r;
+    rc = chain_trail_run(url, &q, NULL, &r);
+    if (rc == DM_OK)
+        print_trail(c, &r, all, sender);
+    else
+        fprintf(stderr, "dmnode: listing the audit trail: %s\n", r.msg[0] ? r.msg : dm_strerror(rc));
+    chain_trail_result_free(&r);
+    return rc;
+}
+
 static int cmd_help(cli_ctx *c);
 
 static const cli_command COMMANDS[] = {
@@ -860,6 +1301,22 @@ static const cli_command COMMANDS[] = {
      "usage: dmnode keys reencrypt --datadir DIR\n\n"
      "Moves records written under older versions forward, in atomic batches; safe to\n"
      "interrupt and repeat. When the daemon is running it goes through its internal API.\n"},
+    {"apikey create", cmd_apikey_create, "create an API key for the external API (shown once)",
+     "usage: dmnode apikey create --name NAME [--expires-at UNIX_SECONDS | --expires-in DAYS]\n\n"
+     "Creates a key for clients of the external API and prints it once: only its hash is\n"
+     "stored, so it cannot be shown again. NAME: 1 to 64 of letters, digits, space, '.', '_',\n"
+     "'-'. Without an expiry the key never expires. Through the daemon's internal API when it\n"
+     "runs (POST /v1/apikeys), else on the data directory. Audited (api_key_created).\n",
+     "name expires-at expires-in", 0},
+    {"apikey list", cmd_apikey_list, "list API keys: name, prefix, dates, usage (never the key)",
+     "usage: dmnode apikey list --datadir DIR [--json]\n\n"
+     "Id, name, prefix (first 8 characters), created, expires, last used, status and request\n"
+     "count of every key. Through the daemon's internal API when it runs (GET /v1/apikeys).\n"},
+    {"apikey revoke", cmd_apikey_revoke, "revoke an API key at once",
+     "usage: dmnode apikey revoke ID --datadir DIR\n\n"
+     "The key is refused from this moment on; revoking it again changes nothing. Through the\n"
+     "daemon's internal API when it runs (DELETE /v1/apikeys/ID). Audited (api_key_revoked).\n",
+     "", 1},
     {"share submit", cmd_share_submit, "submit a share to the running daemon",
      "usage: dmnode share submit --recipient 0xADDRESS --amount N (--data-file F | --data - | "
      "--data TEXT)\n\n"
@@ -899,6 +1356,18 @@ static const cli_command COMMANDS[] = {
      "usage: dmnode audit verify --datadir DIR [--json]\n\n"
      "Walks the audit log and names the first entry that was altered, removed or reordered\n"
      "(exit 5). Works beside a running daemon (read-only).\n"},
+    {"audit trail", cmd_audit_trail, "list the anchors on the chain (a node's or everyone's)",
+     "usage: dmnode audit trail --from BLOCK [--to BLOCK] [--node ETH_ADDRESS | --all]\n"
+     "                          [--rpc URL] [--contract ADDRESS] [--json]\n\n"
+     "Lists the Anchored events of the audit contract (--contract, default chain.contract)\n"
+     "from block --from to --to (default: the head) with eth_getLogs on --rpc (default\n"
+     "chain.rpc_url), in pages of blocks that shrink when the endpoint refuses a range as\n"
+     "too large. By default the anchors sent by this node's Ethereum account (read from\n"
+     "--datadir, no password needed); --node ADDRESS for another node's, --all for every\n"
+     "sender's. One line per anchor (block, time, tx hash, log index, sender, count, root)\n"
+     "and a summary; --json prints an array. A log that is not a well-formed Anchored event\n"
+     "of the contract fails the listing (exit 1) naming the field.\n",
+     "from to node all rpc contract", 0},
     {"config show", cmd_config_show, "print the effective configuration",
      "usage: dmnode [--config FILE] [--section.key=value ...] config show\n\n"
      "Prints the configuration after file, environment and flags are applied, in file\n"
@@ -1024,6 +1493,8 @@ static int parse_args(cli_ctx *c, int argc, char **argv, const char **config_fil
             continue;
         }
         const char *value = eq ? eq + 1 : NULL;
+        if (!value && strcmp(name, "all") == 0)
+            value = ""; /* a command flag (audit trail --all): takes no value */
         if (!value) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "dmnode: option --%s needs a value\n", name);
