@@ -89,6 +89,7 @@ struct net_http_req {
     dm_buf body;
     size_t trailer_bytes; /* chunked trailers, ignored but counted */
     char remote_ip[64];
+    uint64_t started_ns; /* uv_hrtime() when handed to the handler */
 };
 
 struct conn {
@@ -729,6 +730,7 @@ static void conn_dispatch(conn *c)
     if (s->closing || c->closing)
         return;
     r->dispatched = true;
+    r->started_ns = uv_hrtime();
     s->st.requests++;
     s->handler(r, s->arg);
 }
@@ -1391,6 +1393,7 @@ int net_http_respond(net_http_req_t *r, int status, const char *content_type, co
         dm_buf_free(&eb);
     }
     c->req = NULL;
+    uint64_t elapsed_ns = uv_hrtime() - r->started_ns;
     req_free(r);
     if (rc) {
         dm_buf_free(&out);
@@ -1398,6 +1401,8 @@ int net_http_respond(net_http_req_t *r, int status, const char *content_type, co
         return DM_ENOMEM;
     }
     count_status(s, status);
+    if (s->o.on_response)
+        s->o.on_response(s->arg, status, elapsed_ns);
     c->state = ST_WRITING;
     timer_set(c, s->o.idle_timeout_ms);
     size_t len;

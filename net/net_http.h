@@ -48,6 +48,9 @@ typedef struct {
     uint32_t body_timeout_ms;   /* whole body must arrive within; default 30000 */
     uint32_t idle_timeout_ms;   /* keep-alive idle; default 60000 */
     const char *name;           /* for logs: "internal", "external" */
+    /** Optional: called (loop thread) for each response sent, with its status and the time
+     *  from the request's dispatch to the handler until the response was queued. */
+    void (*on_response)(void *arg, int status, uint64_t elapsed_ns);
 } net_http_opts;
 
 void net_http_opts_default(net_http_opts *o);

@@ -2,7 +2,7 @@
  * Internal API handlers (node_api.h). Requests arrive on the loop thread from
  * net_http; share submissions answer asynchronously after their commit.
  */
-#include "node_api.h"
+#include "node_api_internal.h"
 
 #include "crypto_eth.h"
 #include "crypto_mem.h"
@@ -22,18 +22,11 @@
 
 #define TOKEN_BYTES 32
 /* base64 of a 1 MiB payload plus the JSON around it */
-#define INTERNAL_MAX_BODY ((size_t)1024 * 1024 * 4 / 3 + 8192)
+#define API_MAX_BODY ((size_t)1024 * 1024 * 4 / 3 + 8192)
+/* token buckets kept per API; beyond, the least recently used idle client is forgotten */
+#define API_MAX_CLIENTS 65536
 #define LIST_MAX 1000
 
-struct node_api {
-    node_api_ctx ctx;
-    net_http_server_t *http;
-    void (*close_cb)(void *);
-    void *close_arg;
-    bool reencrypt_busy; /* one re-encryption at a time */
-    unsigned pool_jobs;  /* thread-pool jobs holding a request */
-    bool http_closed;    /* freed when the pool jobs (if any) also finished */
-};
 
 /* ---------- token file ---------- */
 
@@ -98,14 +91,18 @@ int node_api_token_load(const char *path, dm_buf *out)
 
 /* ---------- helpers ---------- */
 
+static void front_free(api_front *f);
+
 static void api_free(node_api_t *a)
 {
+    for (int k = 0; k < API__COUNT; k++)
+        front_free(&a->front[k]);
     if (a->close_cb)
         a->close_cb(a->close_arg);
     free(a);
 }
 
-static void reply_json(net_http_req_t *r, int status, json_t *j)
+void api__reply_json(net_http_req_t *r, int status, json_t *j)
 {
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (!text)
@@ -138,7 +135,7 @@ static int status_for(int rc)
     }
 }
 
-static void reply_err(net_http_req_t *r, int rc, const char *message)
+void api__reply_err(net_http_req_t *r, int rc, const char *message)
 {
     net_http_respond_error(r, status_for(rc), dm_err_name(rc), message ? message : dm_strerror(rc));
 }
@@ -158,16 +155,6 @@ static json_t *b64_json(const uint8_t *p, size_t n)
     return j;
 }
 
-static bool authorised(node_api_t *a, net_http_req_t *r)
-{
-    const char *h = net_http_req_header(r, "authorization");
-    if (h && strncmp(h, "Bearer ", 7) == 0 && crypto_ct_streq(h + 7, a->ctx.admin_token))
-        return true;
-    dm_log(DM_LOG_WARNING, "security", "Failed authentication on internal API from %s: %s",
-           net_http_req_remote_ip(r), h ? "invalid token" : "no token");
-    return false;
-}
-
 /* ---------- POST /v1/shares ---------- */
 
 typedef struct {
@@ -179,14 +166,14 @@ static void on_submitted(int status, const node_share_receipt *rc, void *arg)
 {
     submit_ctx *sc = arg;
     if (status) {
-        reply_err(sc->req, status,
+        api__reply_err(sc->req, status,
                   status == DM_ELIMIT ? "too many shares pending; retry later" : NULL);
     } else {
         char id[65], dh[65], origin[65];
         hex32(id, rc->id);
         hex32(dh, rc->data_hash);
         hex32(origin, sc->origin);
-        reply_json(sc->req, 201,
+        api__reply_json(sc->req, 201,
                    json_pack("{s:s, s:s, s:s, s:I, s:I}", "id", id, "data_hash", dh, "origin",
                              origin, "seq", (json_int_t)rc->seq, "timestamp_ms",
                              (json_int_t)rc->timestamp_ms));
@@ -194,7 +181,7 @@ static void on_submitted(int status, const node_share_receipt *rc, void *arg)
     free(sc);
 }
 
-static bool is_json_request(net_http_req_t *r)
+bool api__is_json(net_http_req_t *r)
 {
     const char *ct = net_http_req_header(r, "content-type");
     if (!ct)
@@ -203,9 +190,9 @@ static bool is_json_request(net_http_req_t *r)
     return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == 0 || ct[n] == ';');
 }
 
-static void post_share(node_api_t *a, net_http_req_t *r)
+void api__post_share(node_api_t *a, net_http_req_t *r)
 {
-    if (!is_json_request(r)) {
+    if (!api__is_json(r)) {
         net_http_respond_error(r, 415, "EUNSUPPORTED", "Content-Type must be application/json");
         return;
     }
@@ -256,20 +243,20 @@ static void post_share(node_api_t *a, net_http_req_t *r)
     }
     submit_ctx *sc = calloc(1, sizeof *sc);
     if (!sc) {
-        reply_err(r, DM_ENOMEM, NULL);
+        api__reply_err(r, DM_ENOMEM, NULL);
         goto out;
     }
     sc->req = r;
     if (dm_hex_decode(sc->origin, 32, node_keys_node_id(a->ctx.keys), 64)) {
         free(sc);
-        reply_err(r, DM_EINVAL, "bad node id");
+        api__reply_err(r, DM_EINVAL, "bad node id");
         goto out;
     }
     rc = node_share_submit(a->ctx.shares, recipient, json_string_value(aj), data.data, data.len,
                            on_submitted, sc);
     if (rc) {
         free(sc);
-        reply_err(r, rc, rc == DM_ELIMIT ? "too many shares pending; retry later" : NULL);
+        api__reply_err(r, rc, rc == DM_ELIMIT ? "too many shares pending; retry later" : NULL);
     }
 out:
     dm_buf_free(&data);
@@ -293,7 +280,7 @@ static json_t *share_json(const node_share_record *rec)
                      "received_ms", (json_int_t)rec->received_ms);
 }
 
-static void get_share(node_api_t *a, net_http_req_t *r, const char *idtext)
+void api__get_share(node_api_t *a, net_http_req_t *r, const char *idtext)
 {
     uint8_t id[32];
     if (node_share_parse_hash(idtext, strlen(idtext), id)) {
@@ -303,10 +290,10 @@ static void get_share(node_api_t *a, net_http_req_t *r, const char *idtext)
     node_share_record rec;
     int rc = node_share_read(a->ctx.shares, id, &rec);
     if (rc) {
-        reply_err(r, rc, rc == DM_ENOTFOUND ? "no such share" : NULL);
+        api__reply_err(r, rc, rc == DM_ENOTFOUND ? "no such share" : NULL);
         return;
     }
-    reply_json(r, 200, share_json(&rec));
+    api__reply_json(r, 200, share_json(&rec));
     node_share_record_free(&rec);
 }
 
@@ -354,11 +341,11 @@ static void list_shares(node_api_t *a, net_http_req_t *r)
     uint64_t *seqs = calloc(limit, sizeof *seqs);
     size_t count = 0;
     if (!ids || !seqs) {
-        reply_err(r, DM_ENOMEM, NULL);
+        api__reply_err(r, DM_ENOMEM, NULL);
         goto out;
     }
     if ((rc = node_share_list(a->ctx.shares, origin, after, limit, ids, seqs, &count))) {
-        reply_err(r, rc, NULL);
+        api__reply_err(r, rc, NULL);
         goto out;
     }
     /* detail=1 adds the timing fields (for latency measurement): one read per share */
@@ -378,7 +365,7 @@ static void list_shares(node_api_t *a, net_http_req_t *r)
         json_array_append_new(arr, item);
     }
     json_t *next = count == limit ? json_integer((json_int_t)seqs[count - 1]) : json_null();
-    reply_json(r, 200,
+    api__reply_json(r, 200,
                json_pack("{s:s, s:o, s:o}", "origin", otext, "shares", arr, "next_after", next));
 out:
     free(ids);
@@ -407,7 +394,7 @@ static json_t *origin_json(node_api_t *a)
     return j;
 }
 
-static void get_proof(node_api_t *a, net_http_req_t *r, const char *idtext)
+void api__get_proof(node_api_t *a, net_http_req_t *r, const char *idtext)
 {
     uint8_t id[32];
     if (node_share_parse_hash(idtext, strlen(idtext), id)) {
@@ -432,12 +419,12 @@ static void get_proof(node_api_t *a, net_http_req_t *r, const char *idtext)
         return;
     }
     if (rc) {
-        reply_err(r, rc, NULL);
+        api__reply_err(r, rc, NULL);
         return;
     }
     json_object_set_new(rec, "format", json_string("dmnode-proof-v1"));
     json_object_set_new(rec, "origin", origin_json(a));
-    reply_json(r, 200, rec);
+    api__reply_json(r, 200, rec);
 }
 
 /* ---------- peers, status ---------- */
@@ -558,89 +545,111 @@ static json_t *keys_json(node_api_t *a)
                      (int)node_keys_current_version(a->ctx.keys), "versions", arr);
 }
 
-typedef struct {
-    node_api_t *api;
-    net_http_req_t *req;
-    int rc;
-    uint64_t moved;
-    json_t *reply; /* GET /v1/keys */
-    uv_work_t work;
-} pool_job;
+/* ---------- thread-pool jobs ---------- */
 
-static void keys_list_work(uv_work_t *w)
+static void job_work(uv_work_t *w)
 {
-    pool_job *j = w->data;
+    api_job *j = w->data;
+    j->fn(j);
+}
+
+static void job_done(uv_work_t *w, int status)
+{
+    api_job *j = w->data;
+    node_api_t *a = j->api;
+    a->pool_jobs--;
+    j->done(j, status);
+    if (!a->open_fronts && !a->pool_jobs)
+        api_free(a);
+}
+
+int api__queue(node_api_t *a, api_job *j)
+{
+    j->api = a;
+    j->work.data = j;
+    if (uv_queue_work(a->ctx.loop, &j->work, job_work, job_done))
+        return DM_EIO;
+    a->pool_jobs++;
+    return DM_OK;
+}
+
+/* ---------- keys ---------- */
+
+static void keys_list_fn(api_job *j)
+{
     j->reply = keys_json(j->api);
 }
 
-static void keys_list_done(uv_work_t *w, int status)
+static void reply_job(api_job *j, int status)
 {
-    pool_job *j = w->data;
-    node_api_t *a = j->api;
-    a->pool_jobs--;
-    if (status || !j->reply)
-        reply_err(j->req, status ? DM_ECLOSED : DM_ENOMEM, NULL);
-    else
-        reply_json(j->req, 200, j->reply);
+    if (status || j->rc || !j->reply) {
+        api__reply_err(j->req, status ? DM_ECLOSED : j->rc ? j->rc : DM_ENOMEM, NULL);
+        json_decref(j->reply);
+    } else {
+        api__reply_json(j->req, j->http_status ? j->http_status : 200, j->reply);
+    }
     free(j);
-    if (a->http_closed && !a->pool_jobs)
-        api_free(a);
 }
 
-static void keys_list(node_api_t *a, net_http_req_t *r)
+static void run_job(node_api_t *a, net_http_req_t *r, void (*fn)(api_job *),
+                    void (*done)(api_job *, int))
 {
-    pool_job *j = calloc(1, sizeof *j);
+    api_job *j = calloc(1, sizeof *j);
     if (!j) {
-        reply_err(r, DM_ENOMEM, NULL);
+        api__reply_err(r, DM_ENOMEM, NULL);
         return;
     }
-    j->api = a;
     j->req = r;
-    j->work.data = j;
-    if (uv_queue_work(a->ctx.loop, &j->work, keys_list_work, keys_list_done)) {
+    j->fn = fn;
+    j->done = done;
+    if (api__queue(a, j)) {
         free(j);
-        reply_err(r, DM_EIO, NULL);
-        return;
+        api__reply_err(r, DM_EIO, NULL);
     }
-    a->pool_jobs++;
 }
 
-static void reencrypt_work(uv_work_t *w)
+static void keys_rotate_fn(api_job *j)
 {
-    pool_job *j = w->data;
-    uint64_t shares = 0;
-    j->rc = node_keys_reencrypt(j->api->ctx.keys, &j->moved);
+    uint32_t v = 0;
+    j->rc = node_keys_rotate(j->api->ctx.keys, &v);
+    if (!j->rc)
+        j->reply = json_pack("{s:i}", "current_version", (int)v);
+}
+
+static void keys_rotate_done(api_job *j, int status)
+{
+    if (!status && !j->rc) {
+        json_t *f = json_pack("{s:O}", "version", json_object_get(j->reply, "current_version"));
+        char msg[96];
+        snprintf(msg, sizeof msg, "Data key rotated to version %d",
+                 (int)json_integer_value(json_object_get(j->reply, "current_version")));
+        api__audit(j->api, DM_LOG_INFO, "key_rotated", f, msg);
+        json_decref(f);
+    }
+    reply_job(j, status);
+}
+
+static void reencrypt_fn(api_job *j)
+{
+    uint64_t moved = 0, shares = 0;
+    j->rc = node_keys_reencrypt(j->api->ctx.keys, &moved);
     if (!j->rc)
         j->rc = node_share_reencrypt(j->api->ctx.store, j->api->ctx.keys, &shares);
-    j->moved += shares;
+    if (!j->rc)
+        j->reply = json_pack("{s:I, s:i}", "reencrypted", (json_int_t)(moved + shares),
+                             "current_version", (int)node_keys_current_version(j->api->ctx.keys));
 }
 
-static void reencrypt_done(uv_work_t *w, int status)
+static void reencrypt_done(api_job *j, int status)
 {
-    pool_job *j = w->data;
-    node_api_t *a = j->api;
-    a->reencrypt_busy = false;
-    a->pool_jobs--;
-    if (status || j->rc)
-        reply_err(j->req, status ? DM_ECLOSED : j->rc, NULL);
-    else
-        reply_json(j->req, 200,
-                   json_pack("{s:I, s:i}", "reencrypted", (json_int_t)j->moved, "current_version",
-                             (int)node_keys_current_version(j->api->ctx.keys)));
-    free(j);
-    if (a->http_closed && !a->pool_jobs)
-        api_free(a);
-}
-
-static void keys_rotate(node_api_t *a, net_http_req_t *r)
-{
-    uint32_t v;
-    int rc = node_keys_rotate(a->ctx.keys, &v);
-    if (rc) {
-        reply_err(r, rc, NULL);
-        return;
+    j->api->reencrypt_busy = false;
+    if (!status && !j->rc) {
+        json_t *f = json_pack("{s:O, s:O}", "records", json_object_get(j->reply, "reencrypted"),
+                              "version", json_object_get(j->reply, "current_version"));
+        api__audit(j->api, DM_LOG_INFO, "key_reencrypted", f, "Data re-encrypted under the current key");
+        json_decref(f);
     }
-    reply_json(r, 200, json_pack("{s:i}", "current_version", (int)v));
+    reply_job(j, status);
 }
 
 static void keys_reencrypt(node_api_t *a, net_http_req_t *r)
@@ -649,77 +658,76 @@ static void keys_reencrypt(node_api_t *a, net_http_req_t *r)
         net_http_respond_error(r, 409, "EBUSY", "a re-encryption is already running");
         return;
     }
-    pool_job *j = calloc(1, sizeof *j);
-    if (!j) {
-        reply_err(r, DM_ENOMEM, NULL);
-        return;
-    }
-    j->api = a;
-    j->req = r;
-    j->work.data = j;
-    if (uv_queue_work(a->ctx.loop, &j->work, reencrypt_work, reencrypt_done)) {
-        free(j);
-        reply_err(r, DM_EIO, NULL);
-        return;
-    }
     a->reencrypt_busy = true;
-    a->pool_jobs++;
+    run_job(a, r, reencrypt_fn, reencrypt_done);
 }
 
 /* ---------- routing ---------- */
 
-static void handle(net_http_req_t *r, void *arg)
+void api__method_not_allowed(net_http_req_t *r, const char *allowed)
 {
-    node_api_t *a = arg;
+    char hdr[64];
+    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allowed);
+    static const char body[] =
+        "{\"error\":{\"code\":\"EMETHOD\",\"message\":\"method not allowed\"}}";
+    net_http_respond(r, 405, "application/json; charset=utf-8", body, sizeof body - 1, hdr);
+}
+
+bool api__proof_path(const char *p, char idt[65])
+{
+    if (strncmp(p, "/v1/shares/", 11) || strlen(p) != 11 + 64 + 6 || strcmp(p + 11 + 64, "/proof"))
+        return false;
+    memcpy(idt, p + 11, 64);
+    idt[64] = 0;
+    return true;
+}
+
+static void internal_route(node_api_t *a, net_http_req_t *r)
+{
     const char *m = net_http_req_method(r), *p = net_http_req_path(r);
     bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0;
-    if (!authorised(a, r)) {
-        static const char body[] =
-            "{\"error\":{\"code\":\"EAUTH\",\"message\":\"missing or invalid bearer token\"}}";
-        net_http_respond(r, 401, "application/json; charset=utf-8", body, sizeof body - 1,
-                         "WWW-Authenticate: Bearer\r\n");
-        return;
-    }
     const char *allowed = NULL;
+    char idt[65];
     if (strcmp(p, "/v1/shares") == 0) {
         if (post)
-            post_share(a, r);
+            api__post_share(a, r);
         else if (get)
             list_shares(a, r);
         else
             allowed = "GET, POST";
-    } else if (strncmp(p, "/v1/shares/", 11) == 0 && strlen(p) == 11 + 64 + 6 &&
-               strcmp(p + 11 + 64, "/proof") == 0) {
-        char idt[65];
-        memcpy(idt, p + 11, 64);
-        idt[64] = 0;
+    } else if (api__proof_path(p, idt)) {
         if (get)
-            get_proof(a, r, idt);
+            api__get_proof(a, r, idt);
         else
             allowed = "GET";
     } else if (strncmp(p, "/v1/shares/", 11) == 0 && !strchr(p + 11, '/')) {
         if (get)
-            get_share(a, r, p + 11);
+            api__get_share(a, r, p + 11);
         else
             allowed = "GET";
     } else if (strcmp(p, "/v1/peers") == 0) {
         if (get)
-            reply_json(r, 200, json_pack("{s:o}", "peers", peers_json(a)));
+            api__reply_json(r, 200, json_pack("{s:o}", "peers", peers_json(a)));
         else
             allowed = "GET";
     } else if (strcmp(p, "/v1/status") == 0) {
         if (get)
-            reply_json(r, 200, status_json(a));
+            api__reply_json(r, 200, status_json(a));
+        else
+            allowed = "GET";
+    } else if (strcmp(p, "/metrics") == 0) {
+        if (get)
+            api__metrics(a, r);
         else
             allowed = "GET";
     } else if (strcmp(p, "/v1/keys") == 0) {
         if (get)
-            keys_list(a, r);
+            run_job(a, r, keys_list_fn, reply_job);
         else
             allowed = "GET";
     } else if (strcmp(p, "/v1/keys/rotate") == 0) {
         if (post)
-            keys_rotate(a, r);
+            run_job(a, r, keys_rotate_fn, keys_rotate_done);
         else
             allowed = "POST";
     } else if (strcmp(p, "/v1/keys/reencrypt") == 0) {
@@ -727,16 +735,82 @@ static void handle(net_http_req_t *r, void *arg)
             keys_reencrypt(a, r);
         else
             allowed = "POST";
-    } else {
+    } else if (!api__apikeys_route(a, r)) {
         net_http_respond_error(r, 404, "ENOTFOUND", "no such endpoint");
+    }
+    if (allowed)
+        api__method_not_allowed(r, allowed);
+}
+
+static void handle(net_http_req_t *r, void *arg)
+{
+    api_front *f = arg;
+    api_client who;
+    if (!api__admit(f, r, &who))
         return;
-    }
-    if (allowed) {
-        char hdr[64];
-        snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allowed);
-        const char *body = "{\"error\":{\"code\":\"EMETHOD\",\"message\":\"method not allowed\"}}";
-        net_http_respond(r, 405, "application/json; charset=utf-8", body, strlen(body), hdr);
-    }
+    if (f->kind == API_INTERNAL)
+        internal_route(f->api, r);
+    else
+        api__ext_route(f, r, &who);
+}
+
+static void on_response(void *arg, int status, uint64_t elapsed_ns)
+{
+    api_front *f = arg;
+    node_metrics_hist_observe(&f->latency, (double)elapsed_ns / 1e9);
+    if (status >= 100 && status < 600)
+        f->status_class[status / 100]++;
+}
+
+static int front_start(node_api_t *a, api_kind kind, const node_hostport *listen, uint32_t rate,
+                       uint32_t burst)
+{
+    api_front *f = &a->front[kind];
+    f->api = a;
+    f->kind = kind;
+    node_metrics_hist_init(&f->latency);
+    int rc = node_ratelimit_create(&f->limit, rate, burst, API_MAX_CLIENTS);
+    if (!rc)
+        rc = node_ratelimit_create(&f->audit_gate, 1, 5, API_MAX_CLIENTS);
+    if (rc)
+        return rc;
+    net_http_opts o;
+    net_http_opts_default(&o);
+    snprintf(o.listen.host, sizeof o.listen.host, "%s", listen->host);
+    o.listen.port = listen->port;
+    o.max_body = API_MAX_BODY;
+    o.name = kind == API_INTERNAL ? "internal" : "external";
+    o.on_response = on_response;
+    rc = net_http_create(&f->http, a->ctx.loop, &o, handle, f);
+    if (!rc)
+        rc = net_http_start(f->http);
+    if (!rc)
+        a->open_fronts++;
+    return rc;
+}
+
+static void front_free(api_front *f)
+{
+    node_ratelimit_destroy(f->limit);
+    node_ratelimit_destroy(f->audit_gate);
+    f->limit = f->audit_gate = NULL;
+}
+
+static void http_closed(void *arg)
+{
+    api_front *f = arg;
+    node_api_t *a = f->api;
+    f->closed = true;
+    a->open_fronts--;
+    if (!a->open_fronts && !a->pool_jobs)
+        api_free(a);
+}
+
+static void close_fronts(node_api_t *a)
+{
+    for (int k = 0; k < API__COUNT; k++)
+        if (a->front[k].http && !a->front[k].closed)
+            net_http_close(a->front[k].http, http_closed, &a->front[k]);
 }
 
 int node_api_start(node_api_t **out, const node_api_ctx *ctx)
@@ -745,18 +819,25 @@ int node_api_start(node_api_t **out, const node_api_ctx *ctx)
     if (!a)
         return DM_ENOMEM;
     a->ctx = *ctx;
-    net_http_opts o;
-    net_http_opts_default(&o);
-    snprintf(o.listen.host, sizeof o.listen.host, "%s", ctx->cfg->api_internal_listen.host);
-    o.listen.port = ctx->cfg->api_internal_listen.port;
-    o.max_body = INTERNAL_MAX_BODY;
-    o.name = "internal";
-    int rc = net_http_create(&a->http, ctx->loop, &o, handle, a);
-    if (!rc)
-        rc = net_http_start(a->http);
+    const node_config *c = ctx->cfg;
+    int rc = front_start(a, API_INTERNAL, &c->api_internal_listen, c->api_internal_rate_per_sec,
+                         c->api_internal_rate_burst);
+    if (rc)
+        dm_log(DM_LOG_ERROR, "node", "cannot listen on api.internal.listen: %s", dm_strerror(rc));
+    if (!rc && ctx->apikeys) {
+        rc = front_start(a, API_EXTERNAL, &c->api_external_listen, c->api_external_rate_per_sec,
+                         c->api_external_rate_burst);
+        if (rc)
+            dm_log(DM_LOG_ERROR, "node", "cannot listen on api.external.listen: %s",
+                   dm_strerror(rc));
+    }
     if (rc) {
-        if (a->http)
-            net_http_close(a->http, NULL, NULL);
+        /* nothing was dispatched yet: close what opened and free at once */
+        for (int k = 0; k < API__COUNT; k++) {
+            if (a->front[k].http)
+                net_http_close(a->front[k].http, NULL, NULL);
+            front_free(&a->front[k]);
+        }
         free(a);
         return rc;
     }
@@ -766,20 +847,17 @@ int node_api_start(node_api_t **out, const node_api_ctx *ctx)
 
 uint16_t node_api_port(const node_api_t *a)
 {
-    return net_http_port(a->http);
+    return net_http_port(a->front[API_INTERNAL].http);
 }
 
-static void http_closed(void *arg)
+uint16_t node_api_external_port(const node_api_t *a)
 {
-    node_api_t *a = arg;
-    a->http_closed = true;
-    if (!a->pool_jobs)
-        api_free(a);
+    return a->front[API_EXTERNAL].http ? net_http_port(a->front[API_EXTERNAL].http) : 0;
 }
 
 void node_api_close(node_api_t *a, void (*cb)(void *arg), void *arg)
 {
     a->close_cb = cb;
     a->close_arg = arg;
-    net_http_close(a->http, http_closed, a);
+    close_fronts(a);
 }

@@ -22,6 +22,7 @@
 
 #define PEER_PREFIX "addr/"
 #define PEER_SAVE_MS 60000
+#define APIKEYS_FLUSH_MS 5000
 
 typedef struct {
     const node_config *cfg;
@@ -34,6 +35,10 @@ typedef struct {
     node_share_svc_t *shares;
     node_api_t *api;
     node_audit_t *audit;
+    node_apikeys_t *apikeys;
+    uv_timer_t apikeys_timer;
+    uv_work_t apikeys_work;
+    bool apikeys_flushing;
     chain_rpc_t *rpc; /* NULL when chain.rpc_url is empty: anchoring disabled */
     chain_anchor_t *anchor;
     dm_buf token;
@@ -141,6 +146,32 @@ static void on_save_timer(uv_timer_t *t)
     save_known(d);
 }
 
+/* ---------- API keys: usage counters persisted on the pool ---------- */
+
+static void apikeys_flush_work(uv_work_t *w)
+{
+    daemon_t *d = DM_CONTAINER_OF(w, daemon_t, apikeys_work);
+    int rc = node_apikeys_flush(d->apikeys);
+    if (rc)
+        dm_log(DM_LOG_WARNING, "security", "saving API key usage failed: %s", dm_strerror(rc));
+}
+
+static void apikeys_flush_done(uv_work_t *w, int status)
+{
+    (void)status;
+    daemon_t *d = DM_CONTAINER_OF(w, daemon_t, apikeys_work);
+    d->apikeys_flushing = false;
+}
+
+static void on_apikeys_timer(uv_timer_t *t)
+{
+    daemon_t *d = DM_CONTAINER_OF(t, daemon_t, apikeys_timer);
+    if (d->apikeys_flushing)
+        return;
+    if (uv_queue_work(&d->loop, &d->apikeys_work, apikeys_flush_work, apikeys_flush_done) == 0)
+        d->apikeys_flushing = true;
+}
+
 /* ---------- audit of lifecycle events ---------- */
 
 static void audit_event(daemon_t *d, const char *event, const char *message)
@@ -168,6 +199,7 @@ static void on_host_closed(void *arg)
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sighup, NULL);
     uv_close((uv_handle_t *)&d->save_timer, NULL);
+    uv_close((uv_handle_t *)&d->apikeys_timer, NULL);
 }
 
 static void on_rpc_closed(void *arg)
@@ -214,6 +246,7 @@ static void shutdown_start(daemon_t *d)
         return;
     dm_log(DM_LOG_INFO, "node", "stopping: closing API, flushing shares, closing peers");
     uv_timer_stop(&d->save_timer);
+    uv_timer_stop(&d->apikeys_timer);
     if (d->api)
         node_api_close(d->api, on_api_closed, d);
     else
@@ -357,6 +390,8 @@ int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, F
     }
     if ((rc = node_audit_open(&d.audit, store)))
         goto out;
+    if ((rc = node_apikeys_open(&d.apikeys, store, d.audit)))
+        goto out;
     if ((rc = host_start(&d)))
         goto out;
     if ((rc = anchor_create(&d)))
@@ -387,12 +422,11 @@ int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, F
                          .host = d.host,
                          .audit = d.audit,
                          .anchor = d.anchor,
+                         .apikeys = d.apikeys,
                          .admin_token = dm_buf_cstr(&d.token),
                          .started_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000};
-    if ((rc = node_api_start(&d.api, &actx))) {
-        dm_log(DM_LOG_ERROR, "node", "cannot listen on api.internal.listen: %s", dm_strerror(rc));
+    if ((rc = node_api_start(&d.api, &actx))) /* it names the address that failed */
         goto out_shares;
-    }
     uv_signal_init(&d.loop, &d.sigint);
     uv_signal_init(&d.loop, &d.sigterm);
     uv_signal_init(&d.loop, &d.sighup);
@@ -402,6 +436,8 @@ int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, F
     uv_signal_start(&d.sighup, on_signal, SIGHUP);
     uv_timer_init(&d.loop, &d.save_timer);
     uv_timer_start(&d.save_timer, on_save_timer, PEER_SAVE_MS, PEER_SAVE_MS);
+    uv_timer_init(&d.loop, &d.apikeys_timer);
+    uv_timer_start(&d.apikeys_timer, on_apikeys_timer, APIKEYS_FLUSH_MS, APIKEYS_FLUSH_MS);
     if (d.anchor && (rc = chain_anchor_start(d.anchor, on_anchor_ready, &d))) {
         dm_log(DM_LOG_ERROR, "chain", "anchoring cannot start: %s", dm_strerror(rc));
         d.exit_rc = rc;
@@ -414,17 +450,18 @@ int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, F
     crypto_eth_address_format(eth, addr);
     audit_event(&d, "node_start", NULL);
     dm_log(DM_LOG_INFO, "node",
-           "started: node_id=%s eth_address=%s network=%s p2p_port=%u api_port=%u",
+           "started: node_id=%s eth_address=%s network=%s p2p_port=%u api_port=%u "
+           "external_api_port=%u",
            node_keys_node_id(keys), addr, cfg->network_id, net_host_listen_port(d.host),
-           node_api_port(d.api));
+           node_api_port(d.api), node_api_external_port(d.api));
     if (status_out) {
         fprintf(status_out,
                 "{\"status\":\"running\",\"node_id\":\"%s\",\"eth_address\":\"%s\",\"network_id\":"
                 "\"%s\","
-                "\"p2p_port\":%u,\"api_port\":%u,\"data_key_version\":%u,\"storage_sync\":%s,"
-                "\"pid\":%ld}\n",
+                "\"p2p_port\":%u,\"api_port\":%u,\"external_api_port\":%u,"
+                "\"data_key_version\":%u,\"storage_sync\":%s,\"pid\":%ld}\n",
                 node_keys_node_id(keys), addr, cfg->network_id, net_host_listen_port(d.host),
-                node_api_port(d.api), node_keys_current_version(keys),
+                node_api_port(d.api), node_api_external_port(d.api), node_keys_current_version(keys),
                 cfg->storage_sync ? "true" : "false", (long)getpid());
         fflush(status_out);
     }
@@ -451,6 +488,7 @@ out_host:
 out:
     if (uv_loop_close(&d.loop) != 0)
         dm_log(DM_LOG_WARNING, "node", "event loop closed with handles still open");
+    node_apikeys_close(d.apikeys); /* flushes usage counters */
     node_audit_close(d.audit);
     dm_buf_free_secure(&d.token);
     return rc;

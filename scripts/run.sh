@@ -46,7 +46,7 @@ mkdir -p "$work"
 pwfile="$work/master-password"
 # a demo master password in a 0600 file, never printed
 [ -s "$pwfile" ] || (umask 077; head -c 32 /dev/urandom | base64 >"$pwfile")
-base=$((21000 + (RANDOM % 300) * 100))
+base=$((21000 + (RANDOM % 150) * 200))
 rpc_port=$((base + 99))
 rpc="http://127.0.0.1:$rpc_port"
 declare -A pid=()
@@ -83,6 +83,8 @@ listen = "127.0.0.1:$((base + i))"
 bootstrap = [$boot]
 [api.internal]
 listen = "127.0.0.1:$((base + 50 + i))"
+[api.external]
+listen = "127.0.0.1:$((base + 100 + i))"
 [keys]
 master_password_file = "$pwfile"
 [chain]

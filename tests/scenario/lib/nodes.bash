@@ -7,7 +7,7 @@ unset DMNODE_CONFIG DMNODE_DATADIR DMNODE_KEYS_MASTER_PASSWORD_FILE
 build_dir=${DM_BUILD_DIR:-$(dirname "$dmnode")}
 submit="$build_dir/dm_submit"
 # a per-run port block so that parallel runs on one machine do not collide
-port_base=${DM_PORT_BASE:-$((20000 + (RANDOM % 400) * 100))}
+port_base=${DM_PORT_BASE:-$((20000 + (RANDOM % 200) * 200))}
 declare -A node_pid=()
 fails=0
 passes=0
@@ -28,6 +28,7 @@ cleanup_nodes() {
 
 p2p_port() { echo $((port_base + $1)); }
 api_port() { echo $((port_base + 50 + $1)); }
+ext_port() { echo $((port_base + 100 + $1)); }
 node_dir() { echo "$work/node$1"; }
 
 # make_node I [bootstrap-index ...]: init node I with a config file
@@ -46,6 +47,8 @@ listen = "127.0.0.1:$(p2p_port "$i")"
 bootstrap = [$boot]
 [api.internal]
 listen = "127.0.0.1:$(api_port "$i")"
+[api.external]
+listen = "127.0.0.1:$(ext_port "$i")"
 [storage]
 sync = false
 [log]
