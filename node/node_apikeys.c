@@ -62,14 +62,13 @@ static bool name_valid(const char *s)
 
 static bool id_valid(const char *s)
 {
-    return strlen(s) == NODE_APIKEY_ID_LEN &&
-           strspn(s, "0123456789abcdef") == NODE_APIKEY_ID_LEN;
+    return strlen(s) == NODE_APIKEY_ID_LEN && strspn(s, "0123456789abcdef") == NODE_APIKEY_ID_LEN;
 }
 
 static bool b64url_char(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 static bool prefix_valid(const char *s)
@@ -252,9 +251,9 @@ static int load_record(node_apikeys_t *k, const uint8_t *key, size_t klen, const
     const char *hex = json_string_value(json_object_get(j, "hash"));
     int rc = DM_ECORRUPT;
     if (!j || node_apikey_info_from_json(j, &e.info) || !hex ||
-        dm_hex_decode(e.hash, CRYPTO_SHA256_LEN, hex, strlen(hex)) ||
-        klen != NODE_APIKEY_ID_LEN || memcmp(key, e.info.id, klen) != 0 ||
-        find_hash(k, e.hash) >= 0 || find_id(k, e.info.id) >= 0) {
+        dm_hex_decode(e.hash, CRYPTO_SHA256_LEN, hex, strlen(hex)) || klen != NODE_APIKEY_ID_LEN ||
+        memcmp(key, e.info.id, klen) != 0 || find_hash(k, e.hash) >= 0 ||
+        find_id(k, e.info.id) >= 0) {
         char kid[NODE_APIKEY_ID_LEN + 1] = "?";
         if (klen == NODE_APIKEY_ID_LEN) {
             memcpy(kid, key, klen);
@@ -307,8 +306,7 @@ void node_apikeys_close(node_apikeys_t *k)
         return;
     int rc = node_apikeys_flush(k);
     if (rc)
-        dm_log(DM_LOG_WARNING, "security", "API key usage counters not saved: %s",
-               dm_strerror(rc));
+        dm_log(DM_LOG_WARNING, "security", "API key usage counters not saved: %s", dm_strerror(rc));
     if (k->v)
         crypto_memzero(k->v, k->cap * sizeof *k->v);
     free(k->v);

@@ -29,11 +29,11 @@
  */
 typedef struct node_apikeys node_apikeys_t;
 
-#define NODE_APIKEY_LEN 47          /* "dmk_" + 43 base64url characters */
-#define NODE_APIKEY_PREFIX_LEN 8    /* "dmk_" + 4 characters, shown in listings */
-#define NODE_APIKEY_ID_LEN 16       /* 8 random bytes, lower-case hex */
-#define NODE_APIKEY_NAME_MAX 64     /* 1..64 of [A-Za-z0-9 ._-] */
-#define NODE_APIKEYS_MAX 10000      /* stored keys (revoked ones count) */
+#define NODE_APIKEY_LEN 47                      /* "dmk_" + 43 base64url characters */
+#define NODE_APIKEY_PREFIX_LEN 8                /* "dmk_" + 4 characters, shown in listings */
+#define NODE_APIKEY_ID_LEN 16                   /* 8 random bytes, lower-case hex */
+#define NODE_APIKEY_NAME_MAX 64                 /* 1..64 of [A-Za-z0-9 ._-] */
+#define NODE_APIKEYS_MAX 10000                  /* stored keys (revoked ones count) */
 #define NODE_APIKEY_EXPIRES_MAX 253402300800ULL /* exclusive: year 10000 */
 
 typedef struct {

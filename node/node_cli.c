@@ -684,8 +684,7 @@ static bool apikey_id_ok(const char *id)
 {
     if (strlen(id) == NODE_APIKEY_ID_LEN && strspn(id, "0123456789abcdef") == NODE_APIKEY_ID_LEN)
         return true;
-    fprintf(stderr, "dmnode: an API key id is %d lower-case hex characters\n",
-            NODE_APIKEY_ID_LEN);
+    fprintf(stderr, "dmnode: an API key id is %d lower-case hex characters\n", NODE_APIKEY_ID_LEN);
     return false;
 }
 
@@ -711,11 +710,10 @@ static int apikey_print_created(cli_ctx *c, const node_apikey_info *i, const cha
 {
     int rc = DM_OK;
     if (c->json) {
-        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o}", "id", i->id, "key", key, "name",
-                              i->name, "prefix", i->prefix, "created_at",
-                              (json_int_t)i->created_at, "expires_at",
-                              i->expires_at ? json_integer((json_int_t)i->expires_at)
-                                            : json_null());
+        json_t *j =
+            json_pack("{s:s, s:s, s:s, s:s, s:I, s:o}", "id", i->id, "key", key, "name", i->name,
+                      "prefix", i->prefix, "created_at", (json_int_t)i->created_at, "expires_at",
+                      i->expires_at ? json_integer((json_int_t)i->expires_at) : json_null());
         rc = print_json(j);
         json_decref(j);
     } else {
@@ -755,12 +753,13 @@ static int apikey_print_list(cli_ctx *c, const node_apikey_info *v, size_t n)
         fmt_time(created, v[i].created_at);
         fmt_time_or(expires, v[i].expires_at, "never");
         fmt_time_or(used, v[i].last_used_at, "never");
-        const char *status = v[i].revoked_at                                    ? "revoked"
-                             : v[i].expires_at && v[i].expires_at <= now ? "expired"
-                                                                                : "active";
+        const char *status = "active";
+        if (v[i].revoked_at)
+            status = "revoked";
+        else if (v[i].expires_at && v[i].expires_at <= now)
+            status = "expired";
         printf("%-16s  %-*s  %-8s  %-20s  %-20s  %-20s  %-8s  %llu\n", v[i].id, w, v[i].name,
-               v[i].prefix, created, expires, used, status,
-               (unsigned long long)v[i].request_count);
+               v[i].prefix, created, expires, used, status, (unsigned long long)v[i].request_count);
     }
     return DM_OK;
 }
@@ -853,8 +852,8 @@ static int apikey_create_local(cli_ctx *c, node_apikeys_t *k, const apikey_op *o
 static int parse_count(const char *s, const char *what, uint64_t max, uint64_t *out)
 {
     size_t n = strlen(s);
-    unsigned long long v = n && n <= 20 && strspn(s, "0123456789") == n ? strtoull(s, NULL, 10)
-                                                                        : ULLONG_MAX;
+    unsigned long long v =
+        n && n <= 20 && strspn(s, "0123456789") == n ? strtoull(s, NULL, 10) : ULLONG_MAX;
     if (v > max) {
         fprintf(stderr, "dmnode: %s takes a whole number of at most %llu\n", what,
                 (unsigned long long)max);
@@ -879,8 +878,8 @@ static int cmd_apikey_create(cli_ctx *c)
     int rc = DM_OK;
     if (at)
         rc = parse_count(at, "--expires-at (unix seconds)", NODE_APIKEY_EXPIRES_MAX, &expires);
-    else if (in && !(rc = parse_count(in, "--expires-in (days)",
-                                      NODE_APIKEY_EXPIRES_MAX / 86400, &days)))
+    else if (in &&
+             !(rc = parse_count(in, "--expires-in (days)", NODE_APIKEY_EXPIRES_MAX / 86400, &days)))
         expires = days ? (uint64_t)time(NULL) + days * 86400 : 0;
     if (!rc && in && !days) {
         fprintf(stderr, "dmnode: --expires-in takes at least 1 day (omit it for no expiry)\n");
@@ -899,8 +898,9 @@ static int cmd_apikey_create(cli_ctx *c)
     json_decref(j);
     if (!body)
         return DM_ENOMEM;
-    apikey_op op = {"POST", "/v1/apikeys", body, apikey_create_remote, apikey_create_local,
-                    name, expires};
+    apikey_op op = {"POST", "/v1/apikeys", body, apikey_create_remote, apikey_create_local};
+    op.name = name;
+    op.expires_at = expires;
     rc = apikey_run(c, &op);
     free(body);
     return rc;
@@ -1302,7 +1302,8 @@ static const cli_command COMMANDS[] = {
      "Moves records written under older versions forward, in atomic batches; safe to\n"
      "interrupt and repeat. When the daemon is running it goes through its internal API.\n"},
     {"apikey create", cmd_apikey_create, "create an API key for the external API (shown once)",
-     "usage: dmnode apikey create --name NAME [--expires-at UNIX_SECONDS | --expires-in DAYS]\n\n"
+     "usage: dmnode apikey create --datadir DIR --name NAME\n"
+     "       [--expires-at UNIX_SECONDS | --expires-in DAYS] [--json]\n\n"
      "Creates a key for clients of the external API and prints it once: only its hash is\n"
      "stored, so it cannot be shown again. NAME: 1 to 64 of letters, digits, space, '.', '_',\n"
      "'-'. Without an expiry the key never expires. Through the daemon's internal API when it\n"

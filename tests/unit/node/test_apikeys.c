@@ -128,8 +128,8 @@ static void test_create_check(void **state)
     create_ok(f, "ci runner", 0, T0, &info, key);
     assert_memory_equal(key, "dmk_", 4);
     for (int i = 4; i < NODE_APIKEY_LEN; i++)
-        assert_non_null(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
-                               key[i]));
+        assert_non_null(
+            strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", key[i]));
     assert_int_equal(strlen(info.id), 16);
     assert_int_equal(strspn(info.id, "0123456789abcdef"), 16);
     assert_string_equal(info.name, "ci runner");
@@ -437,8 +437,8 @@ static void test_validation(void **state)
         int rc = node_apikeys_create(f->k, rows[i].name, rows[i].expires_at, T0, &info, key, err,
                                      sizeof err);
         if (rc != rows[i].want)
-            fail_msg("row %zu: got %s, want %s (%s)", i, dm_err_name(rc),
-                     dm_err_name(rows[i].want), err);
+            fail_msg("row %zu: got %s, want %s (%s)", i, dm_err_name(rc), dm_err_name(rows[i].want),
+                     err);
         if (rc == DM_OK) {
             ok++;
             assert_string_equal(err, "");
@@ -485,11 +485,13 @@ static void test_audit_entries(void **state)
     fclose(log);
     key_hash_hex(ka, hex);
     char line[128];
-    snprintf(line, sizeof line, "- security - INFO - API key created: id=%s name=audited api_key=%s***\n",
-             a.id, a.prefix);
+    snprintf(line, sizeof line,
+             "- security - INFO - API key created: id=%s name=audited api_key=%s***\n", a.id,
+             a.prefix);
     assert_non_null(strstr(text, line));
-    snprintf(line, sizeof line, "- security - INFO - API key revoked: id=%s name=audited api_key=%s***\n",
-             a.id, a.prefix);
+    snprintf(line, sizeof line,
+             "- security - INFO - API key revoked: id=%s name=audited api_key=%s***\n", a.id,
+             a.prefix);
     assert_non_null(strstr(text, line));
     assert_null(strstr(text, ka + 8));
     assert_null(strstr(text, hex));
@@ -551,9 +553,9 @@ static void test_corrupt_record(void **state)
                              DM_OK);
         } else if (i == DM_ARRAY_LEN(bad)) {
             /* a good record under another id */
-            assert_int_equal(store_put(f->s, STORE_CF_APIKEYS, "ffffffffffffffff", 16,
-                                       good.data, good.len),
-                             DM_OK);
+            assert_int_equal(
+                store_put(f->s, STORE_CF_APIKEYS, "ffffffffffffffff", 16, good.data, good.len),
+                DM_OK);
         } else {
             /* the hash field altered to non-hex */
             assert_int_equal(store_delete(f->s, STORE_CF_APIKEYS, "ffffffffffffffff", 16), DM_OK);
@@ -598,8 +600,8 @@ static void test_limit(void **state)
     create_ok(f, "last", 0, T0 + NODE_APIKEYS_MAX, &info, last);
     double t_create = now_s() - t;
     char err[256] = "";
-    assert_int_equal(node_apikeys_create(f->k, "one too many", 0, T0 + NODE_APIKEYS_MAX + 1,
-                                         &info, key, err, sizeof err),
+    assert_int_equal(node_apikeys_create(f->k, "one too many", 0, T0 + NODE_APIKEYS_MAX + 1, &info,
+                                         key, err, sizeof err),
                      DM_ELIMIT);
     assert_non_null(strstr(err, "10000"));
     assert_string_equal(key, "");
