@@ -5,5 +5,7 @@ int test_node_config(void);
 int test_node_keys(void);
 int test_node_share(void);
 int test_node_audit(void);
+int test_node_ratelimit(void);
+int test_node_metrics(void);
 int test_node_apikeys(void);
 #endif

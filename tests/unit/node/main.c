@@ -7,6 +7,8 @@ int main(void)
     failed += test_node_keys();
     failed += test_node_share();
     failed += test_node_audit();
+    failed += test_node_ratelimit();
+    failed += test_node_metrics();
     failed += test_node_apikeys();
     return failed ? 1 : 0;
 }
