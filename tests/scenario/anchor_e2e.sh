@@ -96,6 +96,33 @@ done
 ntx=$(for f in "$work"/*.json; do jq -r '.anchor.tx_hash // empty' "$f" 2>/dev/null; done | sort -u | wc -l)
 echo "# anchoring transactions across the run: $ntx"
 
+# the trail read back from the chain alone (`dmnode audit trail`): node1's anchors are
+# exactly the anchors its proof records name, field for field; node1's and node2's anchors
+# make up the contract's whole trail
+trail() { "$dmnode" --config "$(node_dir 1).toml" audit trail --from 0 "$@" 2>>"$work/trail.err"; }
+addr1=$(sed -n 's/^eth_address: //p' "$(node_dir 1).init")
+addr2=$(sed -n 's/^eth_address: //p' "$(node_dir 2).init")
+if trail --json >"$work/trail-1.json" && trail --all --json >"$work/trail-all.json" &&
+  trail --node "$addr2" --json >"$work/trail-2.json" && trail >"$work/trail-1.txt"; then
+  for f in ids-a ids-b ids-c; do while read -r id _; do cat "$work/$id.json"; done <"$work/$f"; done |
+    jq -s -c '[.[] | {tx_hash: .anchor.tx_hash, block_number: .anchor.block_number,
+      log_index: .anchor.log_index, root: .merkle.root, count: .merkle.count}] | unique' >"$work/recorded.json"
+  jq -c '[.[] | {tx_hash, block_number, log_index, root, count}] | unique' "$work/trail-1.json" >"$work/onchain.json"
+  n1=$(jq length "$work/trail-1.json") n2=$(jq length "$work/trail-2.json") nall=$(jq length "$work/trail-all.json")
+  nrec=$(jq length "$work/recorded.json") ev1=$(jq '[.[].count] | add // 0' "$work/trail-1.json")
+  others=$(jq --arg a "$addr1" '[.[] | select((.sender | ascii_downcase) != ($a | ascii_downcase))] | length' "$work/trail-1.json")
+  if [ "$nrec" -gt 0 ] && cmp -s "$work/recorded.json" "$work/onchain.json" && [ "$others" -eq 0 ]; then
+    ok "audit trail: node1's $n1 anchors on chain ($ev1 events) are the $nrec its records name"
+  else
+    bad "audit trail: node1 has $n1 anchors on chain ($others from other senders), its records name $nrec"
+    diff <(jq . "$work/recorded.json") <(jq . "$work/onchain.json") | head -20
+  fi
+  [ $((n1 + n2)) -eq "$nall" ] && ok "audit trail --all: $nall anchors = node1's $n1 + node2's $n2" || bad "audit trail --all: $nall anchors, node1 $n1 + node2 $n2"
+  grep -q "^anchors: $n1, events: $ev1 " "$work/trail-1.txt" && ok "audit trail text summary: anchors: $n1, events: $ev1" || { bad "audit trail text output"; tail -2 "$work/trail-1.txt"; }
+else
+  bad "dmnode audit trail failed"; cat "$work/trail.err"
+fi
+
 # a wrong chain id refuses to run
 stop_node 2
 sed -i 's/^chain_id = 31337/chain_id = 1/' "$(node_dir 2).toml"
