@@ -270,22 +270,29 @@ static int cmd_init(cli_ctx *c)
     return rc;
 }
 
-static int cmd_id(cli_ctx *c)
+/* The node's public identity records (no password; works beside a running daemon). */
+static int read_identity(cli_ctx *c, char id[65], uint8_t eth[20])
 {
     int rc = require_datadir(c);
     store_t *s = NULL;
     if (rc || (rc = open_store(c, &s, true)))
         return rc;
-    char id[65];
-    uint8_t eth[20];
     rc = node_keys_identity(s, id, eth);
     if (rc == DM_ENOTINIT)
         fprintf(stderr, "dmnode: %s holds no node identity (run dmnode init)\n", c->cfg.datadir);
     else if (rc)
         fail(rc, "reading identity");
-    else
-        print_identity(c, id, eth);
     store_close(s);
+    return rc;
+}
+
+static int cmd_id(cli_ctx *c)
+{
+    char id[65];
+    uint8_t eth[20];
+    int rc = read_identity(c, id, eth);
+    if (rc == DM_OK)
+        print_identity(c, id, eth);
     return rc;
 }
 
@@ -1178,18 +1185,8 @@ static int trail_sender(cli_ctx *c, bool *all, uint8_t sender[20])
                         "for this node's\n");
         return DM_EINVAL;
     }
-    store_t *s = NULL;
-    int rc = open_store(c, &s, true);
-    if (rc)
-        return rc;
     char id[65];
-    rc = node_keys_identity(s, id, sender);
-    if (rc == DM_ENOTINIT)
-        fprintf(stderr, "dmnode: %s holds no node identity (run dmnode init)\n", c->cfg.datadir);
-    else if (rc)
-        fail(rc, "reading identity");
-    store_close(s);
-    return rc;
+    return read_identity(c, id, sender);
 }
 
 static void print_trail(const cli_ctx *c, const chain_trail_result *r, bool all,

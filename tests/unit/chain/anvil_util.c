@@ -175,6 +175,24 @@ int anvil_util_call(uv_loop_t *loop, chain_rpc_t *rpc, const char *method, const
     return s.status;
 }
 
+static void closed_cb(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+void anvil_util_client_close(uv_loop_t *loop, chain_rpc_t **rpc)
+{
+    if (*rpc) {
+        bool closed = false;
+        chain_rpc_close(*rpc, closed_cb, &closed);
+        while (!closed)
+            uv_run(loop, UV_RUN_ONCE);
+        *rpc = NULL;
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
 json_t *anvil_util_rpc(uv_loop_t *loop, chain_rpc_t *rpc, const char *method, const char *params)
 {
     json_t *r = NULL;

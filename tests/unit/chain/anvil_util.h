@@ -34,6 +34,15 @@ uint16_t anvil_util_free_port(void);
  * reaped). Fills `a` on success.
  */
 bool anvil_util_start(anvil_proc *a, uint16_t port, const char *const *extra, unsigned wait_ms);
+/** In a test that needs anvil: skip it, saying why, when the group found none. */
+#define ANVIL_UTIL_NEED(have_anvil, group)                                                         \
+    do {                                                                                           \
+        if (!(have_anvil)) {                                                                       \
+            fprintf(stderr, "[ %s ] SKIP: no anvil (run scripts/setup-node.sh)\n", group);         \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
 /** SIGTERM, then SIGKILL after 2 s; reaps. No-op when not running. */
 void anvil_util_stop(anvil_proc *a);
 /** SIGKILL at once (a crash); reaps. No-op when not running. */
@@ -46,6 +55,9 @@ void anvil_util_kill(anvil_proc *a);
  */
 int anvil_util_call(uv_loop_t *loop, chain_rpc_t *rpc, const char *method, const char *params,
                     json_t **out, char *msg, unsigned wait_ms);
+/** Close the client *rpc (if any) on `loop`, run the loop until everything is closed and
+ *  close the loop (asserting it closes). *rpc is NULL afterwards. */
+void anvil_util_client_close(uv_loop_t *loop, chain_rpc_t **rpc);
 /** As anvil_util_call, failing the test on any error (60 s). */
 json_t *anvil_util_rpc(uv_loop_t *loop, chain_rpc_t *rpc, const char *method, const char *params);
 /** The receipt of `tx`, polled for up to 10 s (anvil answers eth_send* before it mines);

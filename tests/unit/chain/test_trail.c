@@ -167,34 +167,16 @@ static int group_setup(void **state)
     return 0;
 }
 
-static void closed_cb(void *arg)
-{
-    *(bool *)arg = true;
-}
-
 static int group_teardown(void **state)
 {
     (void)state;
-    if (F.rpc) {
-        bool closed = false;
-        chain_rpc_close(F.rpc, closed_cb, &closed);
-        while (!closed)
-            uv_run(&F.loop, UV_RUN_ONCE);
-        uv_run(&F.loop, UV_RUN_DEFAULT);
-        assert_int_equal(uv_loop_close(&F.loop), 0);
-        F.rpc = NULL;
-    }
+    if (F.have_anvil)
+        anvil_util_client_close(&F.loop, &F.rpc);
     anvil_util_stop(&F.anvil);
     return 0;
 }
 
-#define NEED_ANVIL()                                                                               \
-    do {                                                                                           \
-        if (!F.have_anvil) {                                                                       \
-            fprintf(stderr, "[ chain_trail ] SKIP: no anvil (run scripts/setup-node.sh)\n");       \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_ANVIL() ANVIL_UTIL_NEED(F.have_anvil, "chain_trail")
 
 /* ---------------------------------------------------------------- helpers */
 

@@ -350,25 +350,11 @@ static int group_setup(void **state)
     return 0;
 }
 
-static void rpc_closed(void *arg)
-{
-    *(bool *)arg = true;
-}
-
 static int group_teardown(void **state)
 {
     (void)state;
-    if (F.rpc) {
-        bool closed = false;
-        chain_rpc_close(F.rpc, rpc_closed, &closed);
-        while (!closed)
-            uv_run(&F.loop, UV_RUN_ONCE);
-        F.rpc = NULL;
-    }
-    if (F.have_anvil) {
-        uv_run(&F.loop, UV_RUN_DEFAULT);
-        assert_int_equal(uv_loop_close(&F.loop), 0);
-    }
+    if (F.have_anvil)
+        anvil_util_client_close(&F.loop, &F.rpc);
     anvil_util_stop(&F.anvil);
     batch_free(&F.main);
     json_decref(F.good);
@@ -381,13 +367,7 @@ static int group_teardown(void **state)
     return 0;
 }
 
-#define NEED_ANVIL()                                                                               \
-    do {                                                                                           \
-        if (!F.have_anvil) {                                                                       \
-            fprintf(stderr, "[ chain_verify ] SKIP: no anvil (run scripts/setup-node.sh)\n");      \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_ANVIL() ANVIL_UTIL_NEED(F.have_anvil, "chain_verify")
 
 /* ---------------------------------------------------------------- verification helpers */
 
