@@ -161,7 +161,7 @@ static int group_setup(void **state)
         assert_int_equal(F.exp[i].count, count[i]);
     }
     qsort(F.exp, NANCH, sizeof F.exp[0], cmp_anchor);
-    assert_int_equal(F.exp[2].block_number + 1 + 0, F.exp[3].block_number); /* 2 then 3+4 */
+    assert_int_equal(F.exp[2].block_number + 1, F.exp[3].block_number); /* 2, then 3 and 4 */
     assert_int_equal(F.exp[3].block_number, F.exp[4].block_number);
     F.head = head_now();
     return 0;
