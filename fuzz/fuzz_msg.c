@@ -7,7 +7,10 @@
  *    within every encoder's limits), the re-encoded frame decodes to the same
  *    fields (HELLO's version excepted: the encoder always writes
  *    NET_PROTO_VERSION), and encoding that again gives the same bytes (the
- *    encoders are canonical even where the input was not).
+ *    encoders are canonical even where the input was not);
+ *  - an ANCHOR's body either fails net_anchor_body_decode with DM_EPARSE /
+ *    DM_ETOOBIG or decodes, and then encodes back to exactly the same bytes (a
+ *    notice body has one encoding only).
  */
 #include "dm_buf.h"
 #include "dm_err.h"
@@ -82,6 +85,10 @@ static bool msg_eq(const net_msg *a, const net_msg *b)
         return true;
     case NET_MSG_BYE:
         return a->u.bye.code == b->u.bye.code && slice_eq(a->u.bye.reason, b->u.bye.reason);
+    case NET_MSG_ANCHOR:
+        return !memcmp(a->u.anchor.origin, b->u.anchor.origin, NET_ID_LEN) &&
+               slice_eq(a->u.anchor.body, b->u.anchor.body) &&
+               slice_eq(a->u.anchor.sig, b->u.anchor.sig);
     }
     return false;
 }
@@ -136,8 +143,33 @@ static int encode(dm_buf *out, const net_msg *m)
     }
     case NET_MSG_BYE:
         return net_msg_encode_bye(out, m->u.bye.code, cstr(s1, m->u.bye.reason));
+    case NET_MSG_ANCHOR:
+        return net_msg_encode_anchor(out, m->u.anchor.origin, m->u.anchor.body.p,
+                                     m->u.anchor.body.n, m->u.anchor.sig.p, m->u.anchor.sig.n);
     }
     abort();
+}
+
+static net_anchor_item items[NET_ANCHOR_MAX_ITEMS];
+
+/* A notice body decodes only if it is the one canonical encoding of its fields. */
+static void check_anchor_body(net_slice body)
+{
+    net_anchor_body b;
+    int rc = net_anchor_body_decode(body.p, body.n, &b, items, NET_ANCHOR_MAX_ITEMS);
+    if (rc == DM_EPARSE || rc == DM_ETOOBIG)
+        return;
+    if (rc != DM_OK)
+        abort();
+    dm_buf e = DM_BUF_INIT;
+    rc = net_anchor_body_encode(&e, &b, items);
+    if (rc == DM_ENOMEM) {
+        dm_buf_free(&e);
+        return;
+    }
+    if (rc != DM_OK || e.len != body.n || memcmp(e.data, body.p, body.n) != 0)
+        abort();
+    dm_buf_free(&e);
 }
 
 /* Decode the single frame held in `f` (prefix checked too). */
@@ -160,6 +192,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (rc != DM_OK)
         abort();
+    if (m1.type == NET_MSG_ANCHOR)
+        check_anchor_body(m1.u.anchor.body);
 
     dm_buf e1 = DM_BUF_INIT, e2 = DM_BUF_INIT;
     rc = encode(&e1, &m1);

@@ -33,6 +33,7 @@ typedef struct {
     const uint8_t *p;
     const uint8_t *end;
     unsigned depth; /* arrays currently open */
+    bool canon;     /* shortest encodings only (anchor notice bodies) */
 } rd;
 
 static size_t rd_left(const rd *r)
@@ -96,6 +97,9 @@ static int rd_uint(rd *r, uint64_t *v)
         return DM_EPARSE;
     if (is_signed && (x >> (8 * width - 1)) != 0)
         return DM_EPARSE; /* negative */
+    /* canonical: unsigned, and no narrower form would hold the value */
+    if (r->canon && (is_signed || (width == 1 ? x < 0x80 : x >> (4 * width) == 0)))
+        return DM_EPARSE;
     *v = x;
     return DM_OK;
 }
@@ -127,6 +131,8 @@ static int rd_array(rd *r, size_t *count)
             return DM_EPARSE;
     } else
         return DM_EPARSE;
+    if (r->canon && (t == 0xdc ? n < 16 : t == 0xdd ? n <= 0xffff : false))
+        return DM_EPARSE; /* a shorter header would do */
     if (n > rd_left(r))
         return DM_EPARSE;
     if (r->depth >= NET_MSGPACK_MAX_DEPTH)
@@ -161,6 +167,8 @@ static int rd_bin(rd *r, size_t max, bool empty_ok, net_slice *s)
     /* 0xc4..0xc6: bin 8/16/32 */
     if (t < 0xc4 || t > 0xc6 || rd_be(r, (size_t)1 << (t - 0xc4), &n))
         return DM_EPARSE;
+    if (r->canon && (t == 0xc5 ? n <= 0xff : t == 0xc6 ? n <= 0xffff : false))
+        return DM_EPARSE; /* a shorter header would do */
     if (n > rd_left(r))
         return DM_EPARSE; /* declared more than was sent */
     if (n > max)
@@ -261,7 +269,7 @@ static const struct {
     [NET_MSG_PEERS] = {"PEERS", 2},     [NET_MSG_KEYREQ] = {"KEYREQ", 2},
     [NET_MSG_KEY] = {"KEY", 2},         [NET_MSG_HWM] = {"HWM", 2},
     [NET_MSG_SYNCREQ] = {"SYNCREQ", 4}, [NET_MSG_SYNCRESP] = {"SYNCRESP", 4},
-    [NET_MSG_BYE] = {"BYE", 3},
+    [NET_MSG_BYE] = {"BYE", 3},         [NET_MSG_ANCHOR] = {"ANCHOR", 4},
 };
 #define MSG_INFO_N (sizeof MSG_INFO / sizeof MSG_INFO[0])
 
@@ -421,6 +429,11 @@ int net_msg_decode(const uint8_t *payload, size_t n, net_msg *out)
         TRY(rd_uint_max(&r, UINT32_MAX, &v));
         out->u.bye.code = (uint32_t)v;
         TRY(rd_str(&r, true, &out->u.bye.reason));
+        break;
+    case NET_MSG_ANCHOR:
+        TRY(rd_bin_fixed(&r, NET_ID_LEN, out->u.anchor.origin));
+        TRY(rd_bin(&r, NET_ANCHOR_BODY_MAX, false, &out->u.anchor.body));
+        TRY(rd_bin(&r, NET_MAX_SIG, false, &out->u.anchor.sig));
         break;
     }
     rd_leave(&r);
@@ -848,4 +861,149 @@ int net_msg_encode_bye(dm_buf *out, uint32_t code, const char *reason)
     return wr_end(&w, start,
                   pk_type(&w, 3, NET_MSG_BYE) && msgpack_pack_uint32(&w.pk, code) == 0 &&
                       pk_str(&w, (const uint8_t *)(reason ? reason : ""), len));
+}
+
+/** Appends an ANCHOR frame: body 1..NET_ANCHOR_BODY_MAX bytes, sig 1..NET_MAX_SIG bytes
+ *  (DM_EINVAL / DM_ETOOBIG). The body is not inspected here (net_anchor_body_decode). */
+int net_msg_encode_anchor(dm_buf *out, const uint8_t origin[NET_ID_LEN], const uint8_t *body,
+                          size_t body_len, const uint8_t *sig, size_t sig_len)
+{
+    int rc;
+    if (!out || !origin)
+        return DM_EINVAL;
+    if ((rc = check_bin(body, body_len, NET_ANCHOR_BODY_MAX)) ||
+        (rc = check_bin(sig, sig_len, NET_MAX_SIG)))
+        return rc;
+    wr w;
+    size_t start;
+    if ((rc = wr_begin(&w, out, &start, 64 + body_len + sig_len))) {
+        out->len = start;
+        return rc;
+    }
+    return wr_end(&w, start,
+                  pk_type(&w, 4, NET_MSG_ANCHOR) && pk_bin(&w, origin, NET_ID_LEN) &&
+                      pk_bin(&w, body, body_len) && pk_bin(&w, sig, sig_len));
+}
+
+/* ------------------------------------------------------ anchor notice body */
+
+#define ANCHOR_BODY_FIELDS 11
+
+/* A bin of exactly `len` bytes, borrowed. */
+static int rd_bin_ptr(rd *r, size_t len, const uint8_t **out)
+{
+    net_slice s;
+    int rc = rd_bin(r, len, false, &s);
+    if (rc == DM_ETOOBIG || (rc == DM_OK && s.n != len))
+        return DM_EPARSE;
+    if (rc)
+        return rc;
+    *out = s.p;
+    return DM_OK;
+}
+
+static int dec_anchor_item(rd *r, net_anchor_item *it)
+{
+    TRY(rd_array_n(r, 4));
+    TRY(rd_bin_ptr(r, 32, &it->leaf));
+    if (r->p < r->end && *r->p == 0xc0) { /* nil: an event that names no share */
+        r->p++;
+        it->share_id = NULL;
+    } else {
+        TRY(rd_bin_ptr(r, 32, &it->share_id));
+    }
+    TRY(rd_uint(r, &it->audit_seq));
+    TRY(rd_bin_ptr(r, 32, &it->entry_hash));
+    rd_leave(r);
+    return DM_OK;
+}
+
+int net_anchor_body_decode(const uint8_t *p, size_t n, net_anchor_body *b, net_anchor_item *items,
+                           size_t cap)
+{
+    if (!b || (!p && n))
+        return DM_EINVAL;
+    if (n == 0)
+        return DM_EPARSE;
+    if (n > NET_ANCHOR_BODY_MAX)
+        return DM_ETOOBIG;
+    rd r = {p, p + n, 0, true};
+    uint64_t format;
+    size_t count;
+    TRY(rd_array_n(&r, ANCHOR_BODY_FIELDS));
+    TRY(rd_uint(&r, &format));
+    if (format != NET_ANCHOR_FORMAT)
+        return DM_EPARSE;
+    TRY(rd_uint(&r, &b->chain_id));
+    if (b->chain_id == 0)
+        return DM_EPARSE;
+    TRY(rd_bin_fixed(&r, 20, b->contract));
+    TRY(rd_bin_fixed(&r, 32, b->tx_hash));
+    TRY(rd_uint(&r, &b->block_number));
+    TRY(rd_bin_fixed(&r, 32, b->block_hash));
+    TRY(rd_uint(&r, &b->log_index));
+    TRY(rd_bin_fixed(&r, 20, b->sender));
+    TRY(rd_bin(&r, NET_MAX_SIG, false, &b->eth_binding));
+    TRY(rd_bin_fixed(&r, 32, b->root));
+    TRY(rd_array(&r, &count));
+    if (count == 0)
+        return DM_EPARSE;
+    if (count > NET_ANCHOR_MAX_ITEMS)
+        return DM_ETOOBIG;
+    if (items && count > cap)
+        return DM_ELIMIT;
+    uint64_t prev = 0;
+    for (size_t i = 0; i < count; i++) {
+        net_anchor_item tmp, *it = items ? &items[i] : &tmp;
+        TRY(dec_anchor_item(&r, it));
+        if (i && it->audit_seq <= prev)
+            return DM_EPARSE; /* batch order is audit order */
+        prev = it->audit_seq;
+    }
+    rd_leave(&r);
+    rd_leave(&r);
+    if (r.p != r.end)
+        return DM_EPARSE;
+    b->count = count;
+    return DM_OK;
+}
+
+int net_anchor_body_encode(dm_buf *out, const net_anchor_body *b, const net_anchor_item *items)
+{
+    if (!out || !b || !items || b->count == 0 || b->chain_id == 0 || !b->eth_binding.p ||
+        b->eth_binding.n == 0)
+        return DM_EINVAL;
+    if (b->count > NET_ANCHOR_MAX_ITEMS || b->eth_binding.n > NET_MAX_SIG)
+        return DM_ETOOBIG;
+    for (size_t i = 0; i < b->count; i++)
+        if (!items[i].leaf || !items[i].entry_hash ||
+            (i && items[i].audit_seq <= items[i - 1].audit_seq))
+            return DM_EINVAL;
+    size_t start = out->len;
+    int rc = dm_buf_reserve(out, 720 + b->count * 112);
+    if (rc)
+        return rc;
+    wr w;
+    w.b = out;
+    w.rc = DM_OK;
+    msgpack_packer_init(&w.pk, &w, wr_cb);
+    msgpack_packer *pk = &w.pk;
+    bool ok = msgpack_pack_array(pk, ANCHOR_BODY_FIELDS) == 0 &&
+              msgpack_pack_uint8(pk, NET_ANCHOR_FORMAT) == 0 &&
+              msgpack_pack_uint64(pk, b->chain_id) == 0 && pk_bin(&w, b->contract, 20) &&
+              pk_bin(&w, b->tx_hash, 32) && msgpack_pack_uint64(pk, b->block_number) == 0 &&
+              pk_bin(&w, b->block_hash, 32) && msgpack_pack_uint64(pk, b->log_index) == 0 &&
+              pk_bin(&w, b->sender, 20) && pk_bin(&w, b->eth_binding.p, b->eth_binding.n) &&
+              pk_bin(&w, b->root, 32) && msgpack_pack_array(pk, b->count) == 0;
+    for (size_t i = 0; ok && i < b->count; i++) {
+        const net_anchor_item *it = &items[i];
+        ok = msgpack_pack_array(pk, 4) == 0 && pk_bin(&w, it->leaf, 32) &&
+             (it->share_id ? pk_bin(&w, it->share_id, 32) : msgpack_pack_nil(pk) == 0) &&
+             msgpack_pack_uint64(pk, it->audit_seq) == 0 && pk_bin(&w, it->entry_hash, 32);
+    }
+    if (!ok) {
+        out->len = start;
+        return w.rc ? w.rc : DM_ENOMEM;
+    }
+    return DM_OK;
 }

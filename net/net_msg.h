@@ -21,7 +21,7 @@
  * Pure functions, any thread.
  */
 
-#define NET_PROTO_VERSION 1
+#define NET_PROTO_VERSION 2 /* 2: ANCHOR (type 14) added */
 #define NET_FRAME_MAX ((size_t)2 * 1024 * 1024)     /* payload bytes after the length prefix */
 #define NET_SHARE_DATA_MAX ((size_t)1024 * 1024)    /* share payload (reference: data <= 1 MiB) */
 #define NET_MSGPACK_MAX_DEPTH 8
@@ -33,6 +33,9 @@
 #define NET_MAX_STR 256                             /* network id, host, agent, reason */
 #define NET_MAX_SPKI 1024
 #define NET_MAX_SIG 512
+#define NET_ANCHOR_FORMAT 1
+#define NET_ANCHOR_MAX_ITEMS 4096                   /* events in one anchor notice (one batch) */
+#define NET_ANCHOR_BODY_MAX ((size_t)512 * 1024)    /* 4096 items take < 460 KiB */
 
 typedef enum {
     NET_MSG_HELLO = 1,     /* [1, version, network_id, node_id, spki, nonce, listen_port, agent] */
@@ -48,6 +51,7 @@ typedef enum {
     NET_MSG_SYNCREQ = 11,  /* [11, origin, from_seq, limit] */
     NET_MSG_SYNCRESP = 12, /* [12, origin, [[body, signature], ...], more:bool] */
     NET_MSG_BYE = 13,      /* [13, code:uint, reason:str] */
+    NET_MSG_ANCHOR = 14,   /* [14, origin, body:bin, signature:bin]: an anchor notice */
 } net_msg_type;
 
 typedef struct {
@@ -118,6 +122,11 @@ typedef struct {
             uint32_t code;
             net_slice reason;
         } bye;
+        struct {
+            uint8_t origin[NET_ID_LEN]; /* the node whose key signed the body */
+            net_slice body;             /* 1..NET_ANCHOR_BODY_MAX; net_anchor_body_decode */
+            net_slice sig;
+        } anchor;
     } u;
 } net_msg;
 
@@ -170,5 +179,55 @@ int net_msg_syncresp_add(net_syncresp_builder *b, const uint8_t *body, size_t bo
                          const uint8_t *sig, size_t sig_len);
 int net_msg_syncresp_end(net_syncresp_builder *b, bool more);
 int net_msg_encode_bye(dm_buf *out, uint32_t code, const char *reason);
+/** ANCHOR: body 1..NET_ANCHOR_BODY_MAX bytes (not inspected here), sig 1..NET_MAX_SIG. */
+int net_msg_encode_anchor(dm_buf *out, const uint8_t origin[NET_ID_LEN], const uint8_t *body,
+                          size_t body_len, const uint8_t *sig, size_t sig_len);
+
+/*
+ * Anchor notice body (docs/PROTOCOL.md, "Anchor notices"): what the origin of a batch of
+ * audit events tells every node once the batch's Merkle root is final on the chain. One
+ * msgpack array, every value in its shortest encoding (the decoder rejects anything else,
+ * so a notice has exactly one byte string and the SHA-256 of the body identifies it):
+ *   [1 (format), chain_id:uint >= 1, contract:bin20, tx_hash:bin32, block_number:uint,
+ *    block_hash:bin32, log_index:uint, sender:bin20, eth_binding:bin(1..NET_MAX_SIG),
+ *    root:bin32, [[leaf:bin32, share_id:bin32|nil, audit_seq:uint, entry_hash:bin32], ...]]
+ * with 1..NET_ANCHOR_MAX_ITEMS items in batch (leaf) order, audit_seq strictly ascending.
+ * The body says nothing about validity: the receiver checks the signature, the root and
+ * the binding (node/node_share.h).
+ */
+typedef struct {
+    const uint8_t *leaf;       /* 32 bytes */
+    const uint8_t *share_id;   /* 32 bytes, or NULL: the event names no share */
+    uint64_t audit_seq;
+    const uint8_t *entry_hash; /* 32 bytes */
+} net_anchor_item;
+
+typedef struct {
+    uint64_t chain_id;
+    uint8_t contract[20];
+    uint8_t tx_hash[32];
+    uint64_t block_number;
+    uint8_t block_hash[32];
+    uint64_t log_index;
+    uint8_t sender[20];    /* the account that sent the anchoring transaction */
+    net_slice eth_binding; /* the origin key's signature binding its node id to `sender` */
+    uint8_t root[32];
+    size_t count;          /* items */
+} net_anchor_body;
+
+/** Append the canonical body of `b` and its b->count `items` to `out` (nothing else).
+ *  DM_EINVAL (chain_id 0, no items, a NULL pointer, audit_seq not ascending, empty
+ *  binding), DM_ETOOBIG (more than NET_ANCHOR_MAX_ITEMS items, binding over NET_MAX_SIG),
+ *  DM_ENOMEM. `out` unchanged on error. */
+int net_anchor_body_encode(dm_buf *out, const net_anchor_body *b, const net_anchor_item *items);
+/**
+ * Decode and check a body: exactly the schema above, shortest encodings only, no trailing
+ * bytes. `items` may be NULL (validate and count only); otherwise it must hold `cap`
+ * entries and receives pointers into `p` (DM_ELIMIT if the body has more than `cap`).
+ * DM_EPARSE (malformed, not canonical, wrong format), DM_ETOOBIG (over a limit), DM_EINVAL.
+ * Never allocates; `b` and `items` are meaningful only on DM_OK.
+ */
+int net_anchor_body_decode(const uint8_t *p, size_t n, net_anchor_body *b, net_anchor_item *items,
+                           size_t cap);
 
 #endif

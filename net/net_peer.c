@@ -696,6 +696,7 @@ static void handle_frame(net_peer_t *p, const uint8_t *frame, size_t flen)
     case NET_MSG_HWM:
     case NET_MSG_SYNCREQ:
     case NET_MSG_SYNCRESP:
+    case NET_MSG_ANCHOR:
         if (h->cbs.on_message)
             h->cbs.on_message(p, m, frame, flen, h->arg);
         return;

@@ -106,6 +106,10 @@ static bool msg_eq_v(const net_msg *a, const net_msg *b, bool ignore_version)
         return true;
     case NET_MSG_BYE:
         return a->u.bye.code == b->u.bye.code && slice_eq(a->u.bye.reason, b->u.bye.reason);
+    case NET_MSG_ANCHOR:
+        return !memcmp(a->u.anchor.origin, b->u.anchor.origin, NET_ID_LEN) &&
+               slice_eq(a->u.anchor.body, b->u.anchor.body) &&
+               slice_eq(a->u.anchor.sig, b->u.anchor.sig);
     }
     return false;
 }
@@ -165,6 +169,9 @@ static int encode_msg(dm_buf *out, const net_msg *m)
         memcpy(s1, m->u.bye.reason.p ? (const char *)m->u.bye.reason.p : "", m->u.bye.reason.n);
         s1[m->u.bye.reason.n] = '\0';
         return net_msg_encode_bye(out, m->u.bye.code, s1);
+    case NET_MSG_ANCHOR:
+        return net_msg_encode_anchor(out, m->u.anchor.origin, m->u.anchor.body.p,
+                                     m->u.anchor.body.n, m->u.anchor.sig.p, m->u.anchor.sig.n);
     }
     return DM_EINVAL;
 }
@@ -214,6 +221,10 @@ static void assert_slices_within(const net_msg *m, const uint8_t *p, size_t n)
     case NET_MSG_BYE:
         s[k++] = &m->u.bye.reason;
         break;
+    case NET_MSG_ANCHOR:
+        s[k++] = &m->u.anchor.body;
+        s[k++] = &m->u.anchor.sig;
+        break;
     default:
         break;
     }
@@ -234,6 +245,37 @@ typedef struct {
 } sample;
 
 static const char *const AGENT = "dmnode/0.1.0";
+
+/* ---- anchor notice bodies ---- */
+
+#define ANCHOR_N 3
+static uint8_t g_leaf[ANCHOR_N][32], g_sid[ANCHOR_N][32], g_eh[ANCHOR_N][32], g_bind[256];
+
+/* A valid body: 3 items, the second naming no share. */
+static void anchor_sample(net_anchor_body *b, net_anchor_item *it)
+{
+    memset(b, 0, sizeof *b);
+    b->chain_id = 31337;
+    fill(b->contract, 20, 40);
+    fill(b->tx_hash, 32, 41);
+    b->block_number = 70000;
+    fill(b->block_hash, 32, 42);
+    b->log_index = 3;
+    fill(b->sender, 20, 43);
+    fill(g_bind, sizeof g_bind, 44);
+    b->eth_binding = (net_slice){g_bind, sizeof g_bind};
+    fill(b->root, 32, 45);
+    b->count = ANCHOR_N;
+    for (size_t i = 0; i < ANCHOR_N; i++) {
+        fill(g_leaf[i], 32, 50 + (unsigned)i);
+        fill(g_sid[i], 32, 60 + (unsigned)i);
+        fill(g_eh[i], 32, 70 + (unsigned)i);
+        it[i].leaf = g_leaf[i];
+        it[i].share_id = i == 1 ? NULL : g_sid[i];
+        it[i].audit_seq = i == 2 ? UINT64_MAX : 127 + i; /* fixint, uint8, uint64 */
+        it[i].entry_hash = g_eh[i];
+    }
+}
 
 /* A valid frame of every type, small enough to mutate byte by byte. */
 static size_t make_samples(sample *s)
@@ -306,6 +348,15 @@ static size_t make_samples(sample *s)
     assert_int_equal(net_msg_encode_bye(&s[n++].f, 3, "bad signature"), DM_OK);
     s[n].name = "bye_empty";
     assert_int_equal(net_msg_encode_bye(&s[n++].f, 0, NULL), DM_OK);
+    net_anchor_body ab;
+    net_anchor_item ai[ANCHOR_N];
+    anchor_sample(&ab, ai);
+    dm_buf abody = DM_BUF_INIT;
+    assert_int_equal(net_anchor_body_encode(&abody, &ab, ai), DM_OK);
+    s[n].name = "anchor";
+    assert_int_equal(net_msg_encode_anchor(&s[n++].f, id, abody.data, abody.len, sig, sizeof sig),
+                     DM_OK);
+    dm_buf_free(&abody);
     assert_true(n <= MAX_SAMPLES);
     return n;
 }
@@ -370,10 +421,11 @@ static void test_type_names(void **state)
     assert_string_equal(net_msg_type_name(NET_MSG_SHARE), "SHARE");
     assert_string_equal(net_msg_type_name(NET_MSG_SYNCRESP), "SYNCRESP");
     assert_string_equal(net_msg_type_name(NET_MSG_BYE), "BYE");
+    assert_string_equal(net_msg_type_name(NET_MSG_ANCHOR), "ANCHOR");
     assert_string_equal(net_msg_type_name(0), "UNKNOWN");
-    assert_string_equal(net_msg_type_name(14), "UNKNOWN");
+    assert_string_equal(net_msg_type_name(15), "UNKNOWN");
     assert_string_equal(net_msg_type_name(-1), "UNKNOWN");
-    for (int t = NET_MSG_HELLO; t <= NET_MSG_BYE; t++)
+    for (int t = NET_MSG_HELLO; t <= NET_MSG_ANCHOR; t++)
         assert_string_not_equal(net_msg_type_name(t), "UNKNOWN");
 }
 
@@ -382,14 +434,14 @@ static void test_roundtrip_samples(void **state)
     (void)state;
     sample s[MAX_SAMPLES];
     size_t n = make_samples(s);
-    int seen[NET_MSG_BYE + 1] = {0};
+    int seen[NET_MSG_ANCHOR + 1] = {0};
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(decode_frame(&s[i].f, &g_a), DM_OK);
         seen[g_a.type]++;
         assert_slices_within(&g_a, s[i].f.data + 4, s[i].f.len - 4);
         assert_roundtrip_stable(&g_a);
     }
-    for (int t = NET_MSG_HELLO; t <= NET_MSG_BYE; t++)
+    for (int t = NET_MSG_HELLO; t <= NET_MSG_ANCHOR; t++)
         assert_true(seen[t] > 0);
 
     /* spot-check the decoded values of a few */
@@ -546,6 +598,16 @@ static void test_roundtrip_boundaries(void **state)
         assert_true(g_a.u.syncreq.from_seq == UINT64_MAX);
         assert_int_equal(g_a.u.syncreq.limit, limits[i]);
     }
+
+    /* ANCHOR: the largest body and signature */
+    dm_buf_reset(&f);
+    assert_int_equal(
+        net_msg_encode_anchor(&f, id, big, NET_ANCHOR_BODY_MAX, big + 1, NET_MAX_SIG), DM_OK);
+    assert_int_equal(decode_frame(&f, &g_a), DM_OK);
+    assert_int_equal(g_a.type, NET_MSG_ANCHOR);
+    assert_memory_equal(g_a.u.anchor.origin, id, NET_ID_LEN);
+    assert_true(slice_is(g_a.u.anchor.body, big, NET_ANCHOR_BODY_MAX));
+    assert_true(slice_is(g_a.u.anchor.sig, big + 1, NET_MAX_SIG));
 
     /* BYE */
     dm_buf_reset(&f);
@@ -717,6 +779,12 @@ static void test_encoder_rejects(void **state)
     assert_int_equal(net_msg_encode_bye(&f, 1, s257), DM_ETOOBIG);
     assert_int_equal(net_msg_encode_bye(&f, 1, "\x01"), DM_EINVAL);
     assert_int_equal(net_msg_encode_getpeers(NULL), DM_EINVAL);
+    assert_int_equal(net_msg_encode_anchor(&f, NULL, big, 1, big, 1), DM_EINVAL);
+    assert_int_equal(net_msg_encode_anchor(&f, id, big, 0, big, 1), DM_EINVAL);
+    assert_int_equal(net_msg_encode_anchor(&f, id, big, 1, NULL, 1), DM_EINVAL);
+    assert_int_equal(net_msg_encode_anchor(&f, id, big, NET_ANCHOR_BODY_MAX + 1, big, 1),
+                     DM_ETOOBIG);
+    assert_int_equal(net_msg_encode_anchor(&f, id, big, 1, big, NET_MAX_SIG + 1), DM_ETOOBIG);
 
     /* nothing was appended by any failed call */
     assert_int_equal(f.len, 4);
@@ -832,12 +900,12 @@ static const hostile HOSTILE[] = {
     H("float type", DM_EPARSE, 0x91, 0xca, 0x40, 0x40, 0x00, 0x00),
     /* unknown types */
     H("type 0", DM_EPROTO, 0x91, 0x00),
-    H("type 14", DM_EPROTO, 0x91, 0x0e),
+    H("type 15", DM_EPROTO, 0x91, 0x0f),
     H("type 127", DM_EPROTO, 0x91, 0x7f),
     H("type 255 as u8", DM_EPROTO, 0x91, 0xcc, 0xff),
     H("type 2^64-1", DM_EPROTO, 0x91, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff),
     H("type 2^32+3", DM_EPROTO, 0x91, 0xcf, 0, 0, 0, 1, 0, 0, 0, 3),
-    H("unknown type with fields", DM_EPROTO, 0x93, 0x0e, 0xa1, 0x78, 0x01),
+    H("unknown type with fields", DM_EPROTO, 0x93, 0x0f, 0xa1, 0x78, 0x01),
     /* known types in the wrong shape */
     H("ping without nonce", DM_EPARSE, 0x91, 0x03),
     H("ping with extra", DM_EPARSE, 0x93, 0x03, 0x01, 0x02),
@@ -885,6 +953,16 @@ static const hostile HOSTILE[] = {
     H("trailing nil", DM_EPARSE, 0x92, 0x03, 0x01, 0xc0),
     H("trailing frame", DM_EPARSE, 0x92, 0x03, 0x01, 0x92, 0x04, 0x01),
     H("getpeers trailing", DM_EPARSE, 0x91, 0x06, 0x00),
+    /* ANCHOR frames (the body is checked by net_anchor_body_decode, not here) */
+    H("anchor without sig", DM_EPARSE, 0x93, 0x0e, ID32, 0xc4, 0x01, 0x90),
+    H("anchor origin 31", DM_EPARSE, 0x94, 0x0e, 0xc4, 0x1f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+      13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 0xc4, 0x01, 0x90,
+      0xc4, 0x01, 0x00),
+    H("anchor empty body", DM_EPARSE, 0x94, 0x0e, ID32, 0xc4, 0x00, 0xc4, 0x01, 0x00),
+    H("anchor empty sig", DM_EPARSE, 0x94, 0x0e, ID32, 0xc4, 0x01, 0x90, 0xc4, 0x00),
+    H("anchor body str", DM_EPARSE, 0x94, 0x0e, ID32, 0xa1, 0x41, 0xc4, 0x01, 0x00),
+    H("anchor body bin32 4GiB", DM_EPARSE, 0x94, 0x0e, ID32, 0xc6, 0xff, 0xff, 0xff, 0xff, 0x00),
+    H("anchor extra field", DM_EPARSE, 0x95, 0x0e, ID32, 0xc4, 0x01, 0x90, 0xc4, 0x01, 0x00, 0x00),
 };
 
 static void test_hostile(void **state)
@@ -1024,7 +1102,7 @@ static void test_interop_msgpack_c(void **state)
     mp_reset(&m);
     raw(&m, (const uint8_t[]){0xdd, 0, 0, 0, 8}, 5);             /* array32 */
     raw(&m, (const uint8_t[]){0xcf, 0, 0, 0, 0, 0, 0, 0, 1}, 9); /* type u64 */
-    raw(&m, (const uint8_t[]){0xd3, 0, 0, 0, 0, 0, 0, 0, 1}, 9); /* version int64 */
+    raw(&m, (const uint8_t[]){0xd3, 0, 0, 0, 0, 0, 0, 0, NET_PROTO_VERSION}, 9); /* int64 */
     raw(&m, (const uint8_t[]){0xdb, 0, 0, 0, 7}, 5);             /* str32 */
     raw(&m, (const uint8_t *)"mainnet", 7);
     raw(&m, (const uint8_t[]){0xc6, 0, 0, 0, 32}, 5); /* bin32 */
@@ -1182,6 +1260,16 @@ static void test_interop_msgpack_c(void **state)
     }
     msgpack_pack_false(&m.pk);
     assert_int_equal(mp_decode(&m, &g_a), DM_ETOOBIG);
+    /* ANCHOR body and signature one byte over their limits */
+    for (int which = 0; which < 2; which++) {
+        mp_reset(&m);
+        msgpack_pack_array(&m.pk, 4);
+        msgpack_pack_uint8(&m.pk, NET_MSG_ANCHOR);
+        msgpack_pack_bin_with_body(&m.pk, id, sizeof id);
+        msgpack_pack_bin_with_body(&m.pk, big, which ? 10 : NET_ANCHOR_BODY_MAX + 1);
+        msgpack_pack_bin_with_body(&m.pk, big, which ? NET_MAX_SIG + 1 : 10);
+        assert_int_equal(mp_decode(&m, &g_a), DM_ETOOBIG);
+    }
     free(big);
 
     /* the other direction: msgpack-c's unpacker reads our frames */
@@ -1222,6 +1310,308 @@ static void test_decode_allocates_nothing(void **state)
     assert_int_equal(before.uordblks, after.uordblks);
     assert_int_equal(before.hblkhd, after.hblkhd);
     free_samples(s, n);
+}
+
+/* ---- anchor notice bodies (net_anchor_body_decode / _encode) ---- */
+
+/* A body written field by field with msgpack-c, each field's encoding chosen by the spec
+ * (the default spec gives the canonical body of anchor_sample). */
+typedef struct {
+    int fields;          /* array count (default 11) */
+    int array16;         /* body header as array16 */
+    int format;          /* format value (default 1) */
+    int chain_zero;      /* chain_id 0 */
+    int chain_wide;      /* chain_id 31337 as uint32 */
+    int chain_signed;    /* chain_id as int16 */
+    int contract_len;    /* bytes of contract (default 20) */
+    int txhash_str;      /* tx_hash as a str */
+    int txhash_bin16;    /* tx_hash as bin16 */
+    int logidx_nil;      /* log_index as nil */
+    int binding_len;     /* default 256; -1: empty */
+    int root_missing;    /* leave out root (with fields 10) */
+    int items;           /* number of items (default 3); -1: none */
+    int items_array16;   /* items header as array16 */
+    int item_fields;     /* elements of item 0 (default 4) */
+    int sid_str;         /* share id of item 0 as a str */
+    int sid_false;       /* share id of item 0 as false */
+    int seq_order;       /* 1: item 1's seq equal to item 0's; 2: lower */
+    int seq_wide;        /* item 0's seq (127) as uint16 */
+    int entry_len;       /* bytes of item 2's entry hash (default 32) */
+    int trailing;        /* one byte after the body */
+    int trailing_item;   /* an extra element after the items, inside the body */
+} anchor_spec;
+
+static void mk_anchor(mp *m, const anchor_spec *sp)
+{
+    net_anchor_body b;
+    net_anchor_item it[ANCHOR_N];
+    anchor_sample(&b, it);
+    mp_reset(m);
+    msgpack_packer *pk = &m->pk;
+    int fields = sp->fields ? sp->fields : 11;
+    if (sp->array16)
+        raw(m, (const uint8_t[]){0xdc, 0, (uint8_t)fields}, 3);
+    else
+        msgpack_pack_array(pk, (size_t)fields);
+    msgpack_pack_uint64(pk, (uint64_t)(sp->format ? sp->format : 1));
+    if (sp->chain_zero)
+        msgpack_pack_uint64(pk, 0);
+    else if (sp->chain_wide)
+        raw(m, (const uint8_t[]){0xce, 0, 0, 0x7a, 0x69}, 5);
+    else if (sp->chain_signed)
+        raw(m, (const uint8_t[]){0xd1, 0x7a, 0x69}, 3);
+    else
+        msgpack_pack_uint64(pk, b.chain_id);
+    msgpack_pack_bin_with_body(pk, b.contract, (size_t)(sp->contract_len ? sp->contract_len : 20));
+    if (sp->txhash_str)
+        msgpack_pack_str_with_body(pk, b.tx_hash, 32);
+    else if (sp->txhash_bin16) {
+        raw(m, (const uint8_t[]){0xc5, 0, 32}, 3);
+        raw(m, b.tx_hash, 32);
+    } else
+        msgpack_pack_bin_with_body(pk, b.tx_hash, 32);
+    msgpack_pack_uint64(pk, b.block_number);
+    msgpack_pack_bin_with_body(pk, b.block_hash, 32);
+    if (sp->logidx_nil)
+        msgpack_pack_nil(pk);
+    else
+        msgpack_pack_uint64(pk, b.log_index);
+    msgpack_pack_bin_with_body(pk, b.sender, 20);
+    size_t bl = sp->binding_len < 0 ? 0 : sp->binding_len ? (size_t)sp->binding_len : 256;
+    static uint8_t bigbind[NET_MAX_SIG + 1];
+    msgpack_pack_bin_with_body(pk, bl <= sizeof g_bind ? g_bind : bigbind, bl);
+    if (!sp->root_missing)
+        msgpack_pack_bin_with_body(pk, b.root, 32);
+    size_t n = sp->items < 0 ? 0 : sp->items ? (size_t)sp->items : ANCHOR_N;
+    if (sp->items_array16)
+        raw(m, (const uint8_t[]){0xdc, (uint8_t)(n >> 8), (uint8_t)n}, 3);
+    else
+        msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < n; i++) {
+        const net_anchor_item *x = &it[i % ANCHOR_N];
+        uint64_t seq = i < ANCHOR_N ? x->audit_seq : 1000 + i;
+        if (i == 2 && n > ANCHOR_N)
+            seq = 129;
+        if (i == 1 && sp->seq_order)
+            seq = sp->seq_order == 1 ? 127 : 100;
+        int nf = i == 0 && sp->item_fields ? sp->item_fields : 4;
+        msgpack_pack_array(pk, (size_t)nf);
+        msgpack_pack_bin_with_body(pk, x->leaf, 32);
+        if (nf < 2)
+            continue;
+        if (i == 0 && sp->sid_str)
+            msgpack_pack_str_with_body(pk, x->share_id, 32);
+        else if (i == 0 && sp->sid_false)
+            msgpack_pack_false(pk);
+        else if (x->share_id)
+            msgpack_pack_bin_with_body(pk, x->share_id, 32);
+        else
+            msgpack_pack_nil(pk);
+        if (nf < 3)
+            continue;
+        if (i == 0 && sp->seq_wide)
+            raw(m, (const uint8_t[]){0xcd, 0, 127}, 3);
+        else
+            msgpack_pack_uint64(pk, seq);
+        if (nf < 4)
+            continue;
+        size_t el = i == 2 && sp->entry_len ? (size_t)sp->entry_len : 32;
+        msgpack_pack_bin_with_body(pk, x->entry_hash, el);
+        for (int k = 4; k < nf; k++)
+            msgpack_pack_uint8(pk, 0);
+    }
+    if (sp->trailing_item)
+        msgpack_pack_uint8(pk, 7);
+    if (sp->trailing)
+        msgpack_pack_uint8(pk, 0);
+}
+
+static int anchor_decode_spec(const anchor_spec *sp)
+{
+    mp m;
+    mp_init(&m);
+    mk_anchor(&m, sp);
+    net_anchor_body b;
+    static net_anchor_item it[NET_ANCHOR_MAX_ITEMS + 1];
+    int rc = net_anchor_body_decode((const uint8_t *)m.sb.data, m.sb.size, &b, it,
+                                    NET_ANCHOR_MAX_ITEMS + 1);
+    /* validating without items gives the same verdict */
+    int rc2 = net_anchor_body_decode((const uint8_t *)m.sb.data, m.sb.size, &b, NULL, 0);
+    assert_int_equal(rc, rc2);
+    msgpack_sbuffer_destroy(&m.sb);
+    return rc;
+}
+
+static void test_anchor_body(void **state)
+{
+    (void)state;
+    net_anchor_body b, d;
+    net_anchor_item it[ANCHOR_N], dt[ANCHOR_N];
+    anchor_sample(&b, it);
+    dm_buf e = DM_BUF_INIT, e2 = DM_BUF_INIT;
+    assert_int_equal(dm_buf_puts(&e, "xy"), DM_OK);
+    assert_int_equal(net_anchor_body_encode(&e, &b, it), DM_OK);
+    assert_memory_equal(e.data, "xy", 2); /* appended */
+    const uint8_t *p = e.data + 2;
+    size_t n = e.len - 2;
+    assert_int_equal(p[0], 0x9b); /* fixarray(11) */
+    assert_int_equal(net_anchor_body_decode(p, n, &d, dt, ANCHOR_N), DM_OK);
+    assert_int_equal(d.chain_id, 31337);
+    assert_memory_equal(d.contract, b.contract, 20);
+    assert_memory_equal(d.tx_hash, b.tx_hash, 32);
+    assert_int_equal(d.block_number, 70000);
+    assert_memory_equal(d.block_hash, b.block_hash, 32);
+    assert_int_equal(d.log_index, 3);
+    assert_memory_equal(d.sender, b.sender, 20);
+    assert_true(slice_is(d.eth_binding, g_bind, sizeof g_bind));
+    assert_true(d.eth_binding.p >= p && d.eth_binding.p < p + n); /* borrowed */
+    assert_memory_equal(d.root, b.root, 32);
+    assert_int_equal(d.count, ANCHOR_N);
+    for (size_t i = 0; i < ANCHOR_N; i++) {
+        assert_memory_equal(dt[i].leaf, g_leaf[i], 32);
+        assert_true(dt[i].leaf >= p && dt[i].leaf < p + n);
+        if (i == 1)
+            assert_null(dt[i].share_id);
+        else
+            assert_memory_equal(dt[i].share_id, g_sid[i], 32);
+        assert_true(dt[i].audit_seq == it[i].audit_seq);
+        assert_memory_equal(dt[i].entry_hash, g_eh[i], 32);
+    }
+    /* canonical: what decodes encodes to the same bytes */
+    assert_int_equal(net_anchor_body_encode(&e2, &d, dt), DM_OK);
+    assert_int_equal(e2.len, n);
+    assert_memory_equal(e2.data, p, n);
+    /* the hand-written default is byte for byte the encoder's output */
+    mp m;
+    mp_init(&m);
+    mk_anchor(&m, &(anchor_spec){0});
+    assert_int_equal(m.sb.size, n);
+    assert_memory_equal(m.sb.data, p, n);
+    /* too small an item array; validation alone */
+    assert_int_equal(net_anchor_body_decode(p, n, &d, dt, ANCHOR_N - 1), DM_ELIMIT);
+    assert_int_equal(net_anchor_body_decode(p, n, &d, NULL, 0), DM_OK);
+    assert_int_equal(d.count, ANCHOR_N);
+    assert_int_equal(net_anchor_body_decode(NULL, 0, &d, NULL, 0), DM_EPARSE);
+    assert_int_equal(net_anchor_body_decode(p, n, NULL, NULL, 0), DM_EINVAL);
+
+    /* every malformed or non-canonical variant is rejected */
+    struct {
+        const char *what;
+        anchor_spec sp;
+        int want;
+    } bad[] = {
+        {"format 2", {.format = 2}, DM_EPARSE},
+        {"10 fields", {.fields = 10, .root_missing = 1}, DM_EPARSE},
+        {"12 fields", {.fields = 12, .trailing_item = 1}, DM_EPARSE},
+        {"count says 12, 11 given", {.fields = 12}, DM_EPARSE},
+        {"array16 header", {.array16 = 1}, DM_EPARSE},
+        {"chain id 0", {.chain_zero = 1}, DM_EPARSE},
+        {"chain id as uint32", {.chain_wide = 1}, DM_EPARSE},
+        {"chain id signed", {.chain_signed = 1}, DM_EPARSE},
+        {"contract 19", {.contract_len = 19}, DM_EPARSE},
+        {"contract 21", {.contract_len = 21}, DM_EPARSE},
+        {"tx hash as str", {.txhash_str = 1}, DM_EPARSE},
+        {"tx hash as bin16", {.txhash_bin16 = 1}, DM_EPARSE},
+        {"log index nil", {.logidx_nil = 1}, DM_EPARSE},
+        {"empty binding", {.binding_len = -1}, DM_EPARSE},
+        {"binding 513", {.binding_len = NET_MAX_SIG + 1}, DM_ETOOBIG},
+        {"no items", {.items = -1}, DM_EPARSE},
+        {"items 4097", {.items = NET_ANCHOR_MAX_ITEMS + 1}, DM_ETOOBIG},
+        {"items array16 for 3", {.items_array16 = 1}, DM_EPARSE},
+        {"item of 3", {.item_fields = 3}, DM_EPARSE},
+        {"item of 5", {.item_fields = 5}, DM_EPARSE},
+        {"share id as str", {.sid_str = 1}, DM_EPARSE},
+        {"share id false", {.sid_false = 1}, DM_EPARSE},
+        {"audit seq repeated", {.seq_order = 1}, DM_EPARSE},
+        {"audit seq descending", {.seq_order = 2}, DM_EPARSE},
+        {"audit seq as uint16", {.seq_wide = 1}, DM_EPARSE},
+        {"entry hash 31", {.entry_len = 31}, DM_EPARSE},
+        {"entry hash 33", {.entry_len = 33}, DM_EPARSE},
+        {"trailing byte", {.trailing = 1}, DM_EPARSE},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = anchor_decode_spec(&bad[i].sp);
+        if (rc != bad[i].want)
+            fail_msg("%s: got %s, want %s", bad[i].what, dm_err_name(rc), dm_err_name(bad[i].want));
+    }
+    /* the full 4096 items: valid, canonical, within the body limit */
+    assert_int_equal(anchor_decode_spec(&(anchor_spec){.items = NET_ANCHOR_MAX_ITEMS}), DM_OK);
+    static net_anchor_item many[NET_ANCHOR_MAX_ITEMS];
+    for (size_t i = 0; i < NET_ANCHOR_MAX_ITEMS; i++) {
+        many[i] = it[0];
+        many[i].audit_seq = UINT64_MAX - NET_ANCHOR_MAX_ITEMS + i;
+    }
+    b.count = NET_ANCHOR_MAX_ITEMS;
+    static uint8_t bind512[NET_MAX_SIG];
+    b.eth_binding = (net_slice){bind512, sizeof bind512};
+    b.chain_id = b.block_number = b.log_index = UINT64_MAX;
+    dm_buf_reset(&e);
+    assert_int_equal(net_anchor_body_encode(&e, &b, many), DM_OK);
+    assert_true(e.len <= NET_ANCHOR_BODY_MAX);
+    static net_anchor_item back[NET_ANCHOR_MAX_ITEMS];
+    assert_int_equal(net_anchor_body_decode(e.data, e.len, &d, back, NET_ANCHOR_MAX_ITEMS), DM_OK);
+    assert_int_equal(d.count, NET_ANCHOR_MAX_ITEMS);
+    assert_true(back[NET_ANCHOR_MAX_ITEMS - 1].audit_seq == UINT64_MAX - 1);
+    /* one more item is refused by the encoder; so is everything else out of schema */
+    size_t keep = e.len;
+    b.count = NET_ANCHOR_MAX_ITEMS + 1;
+    assert_int_equal(net_anchor_body_encode(&e, &b, many), DM_ETOOBIG);
+    anchor_sample(&b, it);
+    b.count = 0;
+    assert_int_equal(net_anchor_body_encode(&e, &b, it), DM_EINVAL);
+    anchor_sample(&b, it);
+    b.chain_id = 0;
+    assert_int_equal(net_anchor_body_encode(&e, &b, it), DM_EINVAL);
+    anchor_sample(&b, it);
+    b.eth_binding.n = 0;
+    assert_int_equal(net_anchor_body_encode(&e, &b, it), DM_EINVAL);
+    b.eth_binding = (net_slice){bind512, NET_MAX_SIG + 1};
+    assert_int_equal(net_anchor_body_encode(&e, &b, it), DM_ETOOBIG);
+    anchor_sample(&b, it);
+    it[1].audit_seq = it[0].audit_seq;
+    assert_int_equal(net_anchor_body_encode(&e, &b, it), DM_EINVAL);
+    anchor_sample(&b, it);
+    it[2].leaf = NULL;
+    assert_int_equal(net_anchor_body_encode(&e, &b, it), DM_EINVAL);
+    anchor_sample(&b, it);
+    assert_int_equal(net_anchor_body_encode(&e, &b, NULL), DM_EINVAL);
+    assert_int_equal(e.len, keep); /* nothing appended by a failed call */
+
+    /* every truncation fails; every single-byte change fails or is again canonical */
+    anchor_sample(&b, it);
+    dm_buf_reset(&e);
+    assert_int_equal(net_anchor_body_encode(&e, &b, it), DM_OK);
+    for (size_t k = 0; k < e.len; k++) {
+        int rc = net_anchor_body_decode(e.data, k, &d, dt, ANCHOR_N);
+        if (rc != DM_EPARSE)
+            fail_msg("body truncated to %zu: %s", k, dm_err_name(rc));
+    }
+    size_t ok = 0;
+    uint8_t *q = malloc(e.len);
+    assert_non_null(q);
+    for (size_t pos = 0; pos < e.len; pos++) {
+        for (unsigned v = 0; v < 256; v += 3) {
+            memcpy(q, e.data, e.len);
+            if (q[pos] == v)
+                continue;
+            q[pos] = (uint8_t)v;
+            int rc = net_anchor_body_decode(q, e.len, &d, dt, ANCHOR_N);
+            if (rc == DM_OK) {
+                ok++;
+                dm_buf_reset(&e2);
+                assert_int_equal(net_anchor_body_encode(&e2, &d, dt), DM_OK);
+                assert_int_equal(e2.len, e.len);
+                assert_memory_equal(e2.data, q, e.len);
+            } else if (rc != DM_EPARSE && rc != DM_ETOOBIG && rc != DM_ELIMIT) {
+                fail_msg("body[%zu]=%u: %s", pos, v, dm_err_name(rc));
+            }
+        }
+    }
+    assert_true(ok > 0);
+    free(q);
+    msgpack_sbuffer_destroy(&m.sb);
+    dm_buf_free(&e);
+    dm_buf_free(&e2);
 }
 
 /* ---- seed corpora for fuzz/fuzz_frame.c and fuzz/fuzz_msg.c ---- */
@@ -1300,6 +1690,7 @@ int test_net_msg(void)
         cmocka_unit_test(test_nesting_bomb),
         cmocka_unit_test(test_interop_msgpack_c),
         cmocka_unit_test(test_decode_allocates_nothing),
+        cmocka_unit_test(test_anchor_body),
         cmocka_unit_test(test_write_seeds),
     };
     return cmocka_run_group_tests_name("net_msg", tests, NULL, NULL);
