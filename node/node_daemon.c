@@ -23,6 +23,17 @@
 #define PEER_PREFIX "addr/"
 #define PEER_SAVE_MS 60000
 #define APIKEYS_FLUSH_MS 5000
+#define AUDIT_PRUNE_MS (24u * 3600u * 1000u) /* retention runs at start and daily */
+
+/* a periodic audit job on the thread pool (head anchoring, retention) */
+typedef struct {
+    void *d; /* daemon_t */
+    uv_timer_t timer;
+    uv_work_t work;
+    bool busy;
+    int rc;
+    uint64_t removed;
+} audit_job;
 
 typedef struct {
     const node_config *cfg;
@@ -39,6 +50,7 @@ typedef struct {
     uv_timer_t apikeys_timer;
     uv_work_t apikeys_work;
     bool apikeys_flushing;
+    audit_job audit_head, audit_prune;
     chain_rpc_t *rpc; /* NULL when chain.rpc_url is empty: anchoring disabled */
     chain_anchor_t *anchor;
     dm_buf token;
@@ -189,6 +201,57 @@ static void audit_event(daemon_t *d, const char *event, const char *message)
     store_batch_destroy(b);
 }
 
+/* ---------- audit head anchoring and retention (thread pool) ---------- */
+
+static void audit_head_work(uv_work_t *w)
+{
+    audit_job *j = DM_CONTAINER_OF(w, audit_job, work);
+    daemon_t *d = j->d;
+    j->rc = node_audit_anchor_head(d->audit, d->store);
+}
+
+static void audit_prune_work(uv_work_t *w)
+{
+    audit_job *j = DM_CONTAINER_OF(w, audit_job, work);
+    daemon_t *d = j->d;
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    uint64_t now = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+    uint64_t keep = (uint64_t)d->cfg->audit_retention_days * 86400000ull;
+    j->rc = node_audit_prune(d->audit, now > keep ? now - keep : 0, &j->removed);
+}
+
+static void audit_job_done(uv_work_t *w, int status)
+{
+    audit_job *j = DM_CONTAINER_OF(w, audit_job, work);
+    daemon_t *d = j->d;
+    j->busy = false;
+    int rc = status ? DM_EIO : j->rc;
+    if (j == &d->audit_head && rc == DM_OK && d->anchor)
+        chain_anchor_kick(d->anchor, 1); /* the head's outbox entry */
+    else if (rc && rc != DM_EEXIST && rc != DM_ECLOSED)
+        dm_log(DM_LOG_ERROR, "security", "audit %s failed: %s",
+               j == &d->audit_head ? "head anchoring" : "retention", dm_strerror(rc));
+}
+
+static void on_audit_timer(uv_timer_t *t)
+{
+    audit_job *j = DM_CONTAINER_OF(t, audit_job, timer);
+    daemon_t *d = j->d;
+    if (j->busy || d->stopping)
+        return;
+    uv_work_cb fn = j == &d->audit_head ? audit_head_work : audit_prune_work;
+    if (uv_queue_work(&d->loop, &j->work, fn, audit_job_done) == 0)
+        j->busy = true;
+}
+
+static void audit_job_start(daemon_t *d, audit_job *j, uint64_t first_ms, uint64_t every_ms)
+{
+    j->d = d;
+    uv_timer_init(&d->loop, &j->timer);
+    uv_timer_start(&j->timer, on_audit_timer, first_ms, every_ms);
+}
+
 /* ---------- shutdown: API, then shares (flush), then the overlay ---------- */
 
 static void on_host_closed(void *arg)
@@ -200,6 +263,9 @@ static void on_host_closed(void *arg)
     uv_close((uv_handle_t *)&d->sighup, NULL);
     uv_close((uv_handle_t *)&d->save_timer, NULL);
     uv_close((uv_handle_t *)&d->apikeys_timer, NULL);
+    uv_close((uv_handle_t *)&d->audit_head.timer, NULL);
+    uv_close((uv_handle_t *)&d->audit_prune.timer, NULL);
+    node_audit_detach(d->audit, NULL, NULL); /* flushes posted entries */
 }
 
 static void on_rpc_closed(void *arg)
@@ -247,6 +313,8 @@ static void shutdown_start(daemon_t *d)
     dm_log(DM_LOG_INFO, "node", "stopping: closing API, flushing shares, closing peers");
     uv_timer_stop(&d->save_timer);
     uv_timer_stop(&d->apikeys_timer);
+    uv_timer_stop(&d->audit_head.timer);
+    uv_timer_stop(&d->audit_prune.timer);
     if (d->api)
         node_api_close(d->api, on_api_closed, d);
     else
@@ -396,6 +464,8 @@ int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, F
         goto out;
     if ((rc = anchor_create(&d)))
         goto out_host;
+    if ((rc = node_audit_attach(d.audit, &d.loop))) /* node_audit_post from the loop */
+        goto out_host;
     node_share_opts so;
     node_share_opts_default(&so);
     so.loop = &d.loop;
@@ -438,6 +508,9 @@ int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, F
     uv_timer_start(&d.save_timer, on_save_timer, PEER_SAVE_MS, PEER_SAVE_MS);
     uv_timer_init(&d.loop, &d.apikeys_timer);
     uv_timer_start(&d.apikeys_timer, on_apikeys_timer, APIKEYS_FLUSH_MS, APIKEYS_FLUSH_MS);
+    uint64_t head_ms = (uint64_t)cfg->audit_head_anchor_interval_s * 1000;
+    audit_job_start(&d, &d.audit_head, head_ms, head_ms);
+    audit_job_start(&d, &d.audit_prune, 0, AUDIT_PRUNE_MS);
     if (d.anchor && (rc = chain_anchor_start(d.anchor, on_anchor_ready, &d))) {
         dm_log(DM_LOG_ERROR, "chain", "anchoring cannot start: %s", dm_strerror(rc));
         d.exit_rc = rc;
@@ -484,6 +557,7 @@ out_host:
     if (d.host)
         net_host_close(d.host, NULL, NULL);
     d.host = NULL;
+    node_audit_detach(d.audit, NULL, NULL);
     uv_run(&d.loop, UV_RUN_DEFAULT);
 out:
     if (uv_loop_close(&d.loop) != 0)
