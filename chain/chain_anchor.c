@@ -136,6 +136,7 @@ typedef struct job {
     uint8_t sender[20];
     uint64_t now_ms;
     uint64_t shares; /* JOB_FINAL: share index entries written */
+    chain_anchor_final_item *fitems; /* JOB_FINAL with on_final: the batch's events */
 } job_t;
 
 typedef enum { PREP_NEW_NONCE, PREP_BUMP } prep_mode;
@@ -174,6 +175,8 @@ struct chain_anchor {
     uint64_t last_scan;  /* uv_now of the last outbox scan */
     uint64_t form_start; /* uv_now when the batch was formed */
     int nonce_low;       /* a send said "nonce too low": receipt rounds left before re-nonce */
+    uint64_t gap_checked;   /* uv_now of the last nonce-gap check of the batch in flight */
+    bool trust_chain_nonce; /* next nonce from the chain even below the stored one (gap) */
     bool bump_blocked;   /* the fee cap prevents a bump (logged once per version) */
     bool funds_warned;
     bool dirty;          /* kicked without a count: scan at the next flush */
@@ -668,6 +671,32 @@ static int ev_keep_previous(store_t *s, const uint8_t *key, size_t kl, json_t *r
     return rc;
 }
 
+/* The share a data_share event names. */
+static bool ev_share_id(const json_t *event, uint8_t id[32])
+{
+    const char *type = json_string_value(json_object_get(event, "event_type"));
+    const char *sid = json_string_value(json_object_get(event, "share_id"));
+    return type && !strcmp(type, "data_share") && sid && strlen(sid) == 64 &&
+           !dm_hex_decode(id, 32, sid, 64);
+}
+
+/* What on_final hands on: the batch's events in leaf order. */
+static int final_items(job_t *j, const outbox_ev *evs)
+{
+    size_t n = j->b->count;
+    if (!(j->fitems = calloc(n, sizeof *j->fitems)))
+        return DM_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        chain_anchor_final_item *it = &j->fitems[i];
+        memcpy(it->leaf, evs[i].leaf, 32);
+        it->audit_seq = evs[i].seq;
+        if (dm_hex_decode(it->entry_hash, 32, evs[i].entry_hash, 64))
+            return DM_ECORRUPT;
+        it->has_share = ev_share_id(evs[i].event, it->share_id);
+    }
+    return DM_OK;
+}
+
 static void final_work(job_t *j)
 {
     const batch_t *b = j->b;
@@ -705,6 +734,8 @@ static void final_work(job_t *j)
         rc = DM_ECORRUPT; /* the outbox changed under a pending batch */
         goto out;
     }
+    if (j->a->o.on_final && (rc = final_items(j, evs)))
+        goto out;
     if ((rc = store_batch_create(&sb)))
         goto out;
     for (size_t i = 0; i < b->count; i++) {
@@ -729,11 +760,8 @@ static void final_work(job_t *j)
         if (rc)
             goto out;
         /* the share index: only data_share events name a share */
-        const char *type = json_string_value(json_object_get(evs[i].event, "event_type"));
-        const char *sid = json_string_value(json_object_get(evs[i].event, "share_id"));
         uint8_t id[32];
-        if (type && !strcmp(type, "data_share") && sid && strlen(sid) == 64 &&
-            !dm_hex_decode(id, 32, sid, 64)) {
+        if (ev_share_id(evs[i].event, id)) {
             uint8_t v8[8];
             dm_put_u64be(v8, b->seqs[i]);
             kl = chain_anchor_key_share(key, id);
@@ -796,6 +824,7 @@ static void job_free(job_t *j)
     if (!j)
         return;
     free(j->seqs);
+    free(j->fitems);
     free(j);
 }
 
@@ -1172,7 +1201,11 @@ static void prep_nonce_cb(chain_rpc_t *rpc, int status, uint64_t value, const ch
     }
     rpc_ok(a);
     uint64_t nonce = value;
-    if (a->has_nonce && a->next_nonce > value) {
+    if (a->trust_chain_nonce) {
+        /* a nonce gap was found: the chain lost transactions the stored nonce counts */
+        a->trust_chain_nonce = false;
+        a->next_nonce = value;
+    } else if (a->has_nonce && a->next_nonce > value) {
         dm_log(DM_LOG_WARNING, LOGC,
                "anchor: the endpoint reports nonce %" PRIu64 " below the stored %" PRIu64
                "; using the stored one",
@@ -1591,6 +1624,47 @@ static bool find_log(const chain_anchor_t *a, const chain_rpc_receipt *r, uint64
     return false;
 }
 
+static void gap_cb(chain_rpc_t *rpc, int status, uint64_t value, const chain_rpc_error *err,
+                   void *arg);
+
+/* The batch stays unmined: is its nonce beyond the account's next one? That happens when
+ * the chain lost transactions this node counted (a reorg deeper than finality, a chain
+ * reset); the transaction could then never be mined. */
+static void step_gap_check(chain_anchor_t *a)
+{
+    START(a, step_poll, "eth_getTransactionCount",
+          chain_rpc_get_transaction_count(a->rpc, a->o.sender, CHAIN_RPC_PENDING, gap_cb, TOKEN));
+}
+
+static void renonce(chain_anchor_t *a);
+
+static void gap_cb(chain_rpc_t *rpc, int status, uint64_t value, const chain_rpc_error *err,
+                   void *arg)
+{
+    (void)rpc;
+    chain_anchor_t *a = call_done(arg);
+    if (!a)
+        return;
+    if (status) {
+        retry(a, step_poll, status, "eth_getTransactionCount", err);
+        return;
+    }
+    rpc_ok(a);
+    batch_t *b = a->batch;
+    if (value < b->nonce) {
+        dm_log(DM_LOG_WARNING, LOGC,
+               "anchor: batch %" PRIu64 " holds nonce %" PRIu64 " but the chain's next is %" PRIu64
+               " (transactions this node counted are gone: a reorg beyond finality or a reset "
+               "chain); re-signing with nonce %" PRIu64,
+               b->id, b->nonce, value, value);
+        a->st.nonce_gaps++;
+        a->trust_chain_nonce = true;
+        renonce(a);
+        return;
+    }
+    step_poll(a);
+}
+
 static void renonce(chain_anchor_t *a)
 {
     batch_t *b = a->batch;
@@ -1689,6 +1763,12 @@ static void poll_cb(chain_rpc_t *rpc, int status, const chain_rpc_receipt *r,
     if (a->tx_since && now - a->tx_since >= a->o.resubmit_after_ms && !a->bump_blocked) {
         a->prep = PREP_BUMP;
         step_prep_fees(a);
+        return;
+    }
+    if (a->tx_since && now - a->tx_since >= a->o.rebroadcast_ms &&
+        now - a->gap_checked >= a->o.rebroadcast_ms) {
+        a->gap_checked = now;
+        step_gap_check(a);
         return;
     }
     if (now - a->last_send >= a->o.rebroadcast_ms) {
@@ -1862,6 +1942,20 @@ static void final_done(chain_anchor_t *a, job_t *j)
            "anchored batch %" PRIu64 ": %zu events (seq %" PRIu64 "..%" PRIu64 ") in tx %s, block "
            "%" PRIu64,
            b->id, b->count, b->seqs[0], b->seqs[b->count - 1], hx, b->block_number);
+    if (a->o.on_final && j->fitems) {
+        chain_anchor_final fb = {.batch_id = b->id,
+                                 .chain_id = a->o.chain_id,
+                                 .block_number = b->block_number,
+                                 .log_index = b->log_index,
+                                 .count = b->count,
+                                 .items = j->fitems};
+        memcpy(fb.contract, a->o.contract, 20);
+        memcpy(fb.sender, a->o.sender, 20);
+        memcpy(fb.tx_hash, b->mined_hash, 32);
+        memcpy(fb.block_hash, b->block_hash, 32);
+        memcpy(fb.root, b->root, 32);
+        a->o.on_final(a->o.on_final_arg, &fb);
+    }
     batch_free(b);
     a->batch = NULL;
     go_idle(a);

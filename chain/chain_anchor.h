@@ -44,6 +44,35 @@ typedef int (*chain_anchor_sign_fn)(void *arg, const uint8_t hash[32], crypto_et
 
 #define CHAIN_ANCHOR_BATCH_MAX 4096u
 
+/** One event of a batch whose records were just written (chain_anchor_final). */
+typedef struct {
+    uint8_t leaf[32];
+    uint64_t audit_seq;
+    uint8_t entry_hash[32];
+    bool has_share;       /* a data_share event: share_id names its share */
+    uint8_t share_id[32];
+} chain_anchor_final_item;
+
+/** A batch recorded final: what an anchor notice (node/node_share.h) tells other nodes.
+ *  Everything is borrowed for the duration of the call. */
+typedef struct {
+    uint64_t batch_id;
+    uint64_t chain_id;
+    uint8_t contract[20];
+    uint8_t sender[20];
+    uint8_t tx_hash[32]; /* the transaction that anchored the batch */
+    uint64_t block_number;
+    uint8_t block_hash[32];
+    uint64_t log_index;
+    uint8_t root[32];
+    size_t count;
+    const chain_anchor_final_item *items; /* count events, in batch (leaf) order */
+} chain_anchor_final;
+
+/** Called on the loop thread right after a batch's records are committed. It must not
+ *  close the anchorer. */
+typedef void (*chain_anchor_final_fn)(void *arg, const chain_anchor_final *batch);
+
 /* Zero fields take the defaults named. */
 typedef struct {
     uint64_t chain_id;         /* required: eth_chainId must equal it at start */
@@ -65,6 +94,8 @@ typedef struct {
     uint32_t retry_min_ms;       /* backoff after an RPC failure; default 500 */
     uint32_t retry_max_ms;       /* backoff ceiling; default 30000 */
     uint32_t gas_margin_pct;     /* added to eth_estimateGas; default 25 */
+    chain_anchor_final_fn on_final; /* optional: each batch once recorded (anchor notices) */
+    void *on_final_arg;
 } chain_anchor_opts;
 
 /** Counters for /v1/status and metrics (a plain value). */
@@ -83,6 +114,8 @@ typedef struct {
     uint64_t rebroadcasts;    /* the same bytes sent again */
     uint64_t reorgs;          /* mined transactions that disappeared before finality */
     uint64_t rpc_errors;      /* failed RPC calls (each one retried) */
+    uint64_t nonce_gaps;      /* batches re-signed because the chain's next nonce fell below
+                               * theirs (transactions lost beyond finality) */
     bool in_flight;           /* a batch is being anchored */
     bool ready;               /* chain id and contract checked; the pipeline runs */
     bool halted;              /* stopped on a configuration or storage error (see logs) */

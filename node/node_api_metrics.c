@@ -98,6 +98,9 @@ static int render(node_api_t *a, dm_buf *out)
           "Batch formed to records written, for the last batch.", cs.last_latency_ms / 1000.0);
         C("dmnode_anchor_resubmits_total", "Fee bumps and re-signed transactions.", cs.resubmits);
         C("dmnode_anchor_reorgs_total", "Anchors removed by a reorg before finality.", cs.reorgs);
+        C("dmnode_anchor_nonce_gaps_total",
+          "Batches re-signed because the chain lost transactions the node had counted.",
+          cs.nonce_gaps);
         C("dmnode_anchor_rpc_errors_total", "Failed JSON-RPC calls (each retried).", cs.rpc_errors);
         G("dmnode_anchor_ready", "1 when anchoring runs.", cs.ready ? 1 : 0);
     }

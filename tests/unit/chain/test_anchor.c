@@ -1188,6 +1188,50 @@ static void test_anchor_reorg_nonce_taken(void **state)
     assert_true(stats().resubmits >= 1);
 }
 
+/* A revert deeper than finality takes a final anchor (and its nonce) off the chain: the
+ * stored nonce is now ahead of the account's, so the next batch's transaction could never
+ * be mined. The gap is found while the batch waits, and it is re-signed with the chain's
+ * nonce. (The reverted batch's records still name the vanished transaction: verification
+ * reports them; anchoring cannot undo finality.) */
+static void test_anchor_nonce_gap(void **state)
+{
+    (void)state;
+    NEED_ANVIL();
+    chain_anchor_opts o;
+    base_opts(&o);
+    assert_int_equal(anchor_open(&o), DM_OK);
+    json_t *snap = rpc("evm_snapshot", NULL);
+    char sp[80];
+    snprintf(sp, sizeof sp, "[\"%s\"]", json_string_value(snap));
+    json_decref(snap);
+    add_events(2);
+    wait_for(all_anchored, NULL, WAIT_MS, "the first batch final");
+    json_t *b1 = batch_record(1);
+    uint64_t n1 = jint(json_object_get(b1, "tx"), "nonce");
+    json_decref(b1);
+    json_t *ok = rpc("evm_revert", sp);
+    assert_true(json_is_true(ok));
+    json_decref(ok);
+
+    add_events(3);
+    wait_for(all_anchored, NULL, WAIT_MS, "the second batch re-signed below the gap and final");
+    json_t *b2 = batch_record(2);
+    assert_string_equal(jstr(b2, "status"), "final");
+    assert_int_equal(jint(json_object_get(b2, "tx"), "nonce"), n1);
+    assert_true(jint(b2, "resubmits") >= 1);
+    json_decref(b2);
+    assert_true(stats().nonce_gaps >= 1);
+    /* the state follows the chain again: the next batch takes a nonce above (the stale
+     * version at the old nonce may still be in anvil's pool and get mined once the gap is
+     * filled: the same root a second time, which the records' own tx outranks) */
+    add_events(1);
+    wait_for(all_anchored, NULL, WAIT_MS, "a third batch");
+    json_t *b3 = batch_record(3);
+    assert_string_equal(jstr(b3, "status"), "final");
+    assert_true(jint(json_object_get(b3, "tx"), "nonce") >= n1 + 1);
+    json_decref(b3);
+}
+
 /* anvil_reorg replaces the anchor's block and the one after it, putting the same
  * transaction in the second replacement block: the receipt's block changes before
  * finality; the records name the new block, counted from there. */
@@ -1363,6 +1407,7 @@ int test_chain_anchor(void)
         cmocka_unit_test_setup_teardown(test_anchor_fee_bump, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_reorg_resend, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_reorg_nonce_taken, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_anchor_nonce_gap, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_reorg_moved, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_finalized, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_anchor_dropped, test_setup, test_teardown),
