@@ -815,6 +815,45 @@ static void test_anchor_batch_of_one(void **state)
 }
 
 /* Several events per batch: a commit of 20 becomes 8 + 8 + 4, later ones their own. */
+/* on_final: every batch handed on once its records are written, matching them */
+static size_t g_final_events, g_final_batches;
+
+static void on_final(void *arg, const chain_anchor_final *fb)
+{
+    (void)arg;
+    g_final_batches++;
+    assert_int_equal(fb->chain_id, CHAIN_ID);
+    assert_memory_equal(fb->contract, F.contract, 20);
+    assert_memory_equal(fb->sender, F.addr, 20);
+    static uint8_t leaves[CHAIN_ANCHOR_BATCH_MAX][32];
+    for (size_t i = 0; i < fb->count; i++) {
+        const chain_anchor_final_item *it = &fb->items[i];
+        json_t *rec = NULL;
+        assert_int_equal(chain_anchor_proof(F.store, it->audit_seq, NULL, &rec), DM_OK);
+        uint8_t h[32], tx[32];
+        jhash(rec, "leaf", h);
+        assert_memory_equal(h, it->leaf, 32);
+        jhash(rec, "entry_hash", h);
+        assert_memory_equal(h, it->entry_hash, 32);
+        jhash(json_object_get(rec, "anchor"), "tx_hash", tx);
+        assert_memory_equal(tx, fb->tx_hash, 32);
+        assert_int_equal(jint(json_object_get(rec, "merkle"), "index"), i);
+        assert_int_equal(jint(json_object_get(rec, "merkle"), "count"), fb->count);
+        assert_true(it->has_share);
+        size_t k = 0;
+        while (k < F.nev && F.seqs[k] != it->audit_seq)
+            k++;
+        assert_true(k < F.nev);
+        assert_memory_equal(it->share_id, F.share_ids[k], 32);
+        memcpy(leaves[i], it->leaf, 32);
+        json_decref(rec);
+        g_final_events++;
+    }
+    uint8_t root[32];
+    assert_int_equal(crypto_merkle_root(root, (const uint8_t(*)[32])leaves, fb->count), DM_OK);
+    assert_memory_equal(root, fb->root, 32);
+}
+
 static void test_anchor_batches(void **state)
 {
     (void)state;
@@ -823,6 +862,8 @@ static void test_anchor_batches(void **state)
     base_opts(&o);
     o.batch_max_events = 8;
     o.batch_max_delay_ms = 50;
+    o.on_final = on_final;
+    g_final_events = g_final_batches = 0;
     add_events(20); /* before start: found in the outbox */
     assert_int_equal(anchor_open(&o), DM_OK);
     wait_for(all_anchored, NULL, WAIT_MS, "20 events anchored");
@@ -835,6 +876,8 @@ static void test_anchor_batches(void **state)
     chain_anchor_stats s = stats();
     assert_int_equal(s.events_anchored, 27);
     assert_int_equal(s.batches_final, batches);
+    assert_int_equal(g_final_events, 27);
+    assert_int_equal(g_final_batches, batches);
     json_t *b = batch_record(1);
     assert_int_equal(jint(b, "count"), 8);
     assert_int_equal(json_array_size(json_object_get(b, "seqs")), 8);
