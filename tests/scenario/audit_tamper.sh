@@ -80,7 +80,7 @@ verify "$orig"
 expect_named() {
   local what=$1 seq=$2 dir=$work/$1
   verify "$dir"
-  if [ "$vrc" -eq 5 ] && grep -q "\"first_bad_seq\":$seq[,}]" "$work/out"; then
+  if [ "$vrc" -eq 5 ] && grep -q "\"first_bad_seq\":${seq}[,}]" "$work/out"; then
     ok "$what: exit 5, names entry $seq"
   else
     bad "$what: exit $vrc, want 5 naming $seq: $(cat "$work/out")"
