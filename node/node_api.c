@@ -4,6 +4,8 @@
  */
 #include "node_api_internal.h"
 
+#include "node_api_body.h"
+
 #include "crypto_eth.h"
 #include "crypto_mem.h"
 #include "dm_enc.h"
@@ -198,48 +200,12 @@ void api__post_share(node_api_t *a, net_http_req_t *r)
     }
     size_t n;
     const uint8_t *body = net_http_req_body(r, &n);
-    json_error_t jerr;
-    json_t *j = json_loadb((const char *)body, n, JSON_REJECT_DUPLICATES, &jerr);
-    dm_buf data = DM_BUF_INIT;
+    node_api_share_req q;
     char msg[256];
-    if (!j || !json_is_object(j)) {
-        snprintf(msg, sizeof msg, "body is not a JSON object: %s", j ? "wrong type" : jerr.text);
-        net_http_respond_error(r, 400, "EPARSE", msg);
-        goto out;
-    }
-    const char *key;
-    json_t *val;
-    json_object_foreach(j, key, val)
-    {
-        if (strcmp(key, "recipient") && strcmp(key, "amount") && strcmp(key, "data")) {
-            snprintf(msg, sizeof msg, "unknown field '%.64s'", key);
-            net_http_respond_error(r, 400, "EINVAL", msg);
-            goto out;
-        }
-    }
-    json_t *rj = json_object_get(j, "recipient"), *aj = json_object_get(j, "amount"),
-           *dj = json_object_get(j, "data");
-    uint8_t recipient[20];
-    if (!json_is_string(rj) ||
-        node_share_parse_recipient(json_string_value(rj), json_string_length(rj), recipient)) {
-        net_http_respond_error(r, 400, "EINVAL", "recipient must match ^0x[a-fA-F0-9]{40}$");
-        goto out;
-    }
-    int rc;
-    if (!json_is_string(aj) ||
-        (rc = node_share_check_amount(json_string_value(aj), json_string_length(aj)))) {
-        net_http_respond_error(r, 400, "EINVAL",
-                               "amount must be a decimal integer string with 0 < amount < 10^30");
-        goto out;
-    }
-    if (!json_is_string(dj) ||
-        dm_b64_decode(&data, json_string_value(dj), json_string_length(dj), DM_B64_STD)) {
-        net_http_respond_error(r, 400, "EINVAL", "data must be a base64 string");
-        goto out;
-    }
-    if (data.len > NET_SHARE_DATA_MAX) {
-        net_http_respond_error(r, 413, "ETOOBIG", "data exceeds 1 MiB");
-        goto out;
+    int rc = node_api_parse_share(body, n, &q, msg, sizeof msg);
+    if (rc) {
+        api__reply_err(r, rc, msg[0] ? msg : NULL);
+        return;
     }
     submit_ctx *sc = calloc(1, sizeof *sc);
     if (!sc) {
@@ -252,15 +218,14 @@ void api__post_share(node_api_t *a, net_http_req_t *r)
         api__reply_err(r, DM_EINVAL, "bad node id");
         goto out;
     }
-    rc = node_share_submit(a->ctx.shares, recipient, json_string_value(aj), data.data, data.len,
+    rc = node_share_submit(a->ctx.shares, q.recipient, q.amount, q.data.data, q.data.len,
                            on_submitted, sc);
     if (rc) {
         free(sc);
         api__reply_err(r, rc, rc == DM_ELIMIT ? "too many shares pending; retry later" : NULL);
     }
 out:
-    dm_buf_free(&data);
-    json_decref(j);
+    node_api_share_req_free(&q);
 }
 
 /* ---------- GET /v1/shares/{id}, GET /v1/shares ---------- */

@@ -5,6 +5,8 @@
  */
 #include "node_api_internal.h"
 
+#include "node_api_body.h"
+
 #include "crypto_mem.h"
 #include "dm_err.h"
 #include "dm_log.h"
@@ -300,44 +302,21 @@ static void apikey_create(node_api_t *a, net_http_req_t *r)
     }
     size_t n;
     const uint8_t *body = net_http_req_body(r, &n);
-    json_error_t jerr;
-    json_t *j = json_loadb((const char *)body, n, JSON_REJECT_DUPLICATES, &jerr);
+    node_api_apikey_req in;
     char msg[256];
-    apikey_req *q = NULL;
-    if (!json_is_object(j)) {
-        snprintf(msg, sizeof msg, "body is not a JSON object: %s", j ? "wrong type" : jerr.text);
-        net_http_respond_error(r, 400, "EPARSE", msg);
-        goto out;
+    int rc = node_api_parse_apikey(body, n, unix_now(), &in, msg, sizeof msg);
+    if (rc) {
+        api__reply_err(r, rc, msg[0] ? msg : NULL);
+        return;
     }
-    const char *k;
-    json_t *v;
-    json_object_foreach(j, k, v)
-    {
-        if (strcmp(k, "name") && strcmp(k, "expires_at")) {
-            snprintf(msg, sizeof msg, "unknown field '%.64s'", k);
-            net_http_respond_error(r, 400, "EINVAL", msg);
-            goto out;
-        }
-    }
-    json_t *nj = json_object_get(j, "name"), *ej = json_object_get(j, "expires_at");
-    if (!json_is_string(nj) || json_string_length(nj) == 0 || json_string_length(nj) > 64) {
-        net_http_respond_error(r, 400, "EINVAL", "name must be a string of 1..64 characters");
-        goto out;
-    }
-    if (ej && !json_is_null(ej) && (!json_is_integer(ej) || json_integer_value(ej) < 0)) {
-        net_http_respond_error(r, 400, "EINVAL",
-                               "expires_at must be Unix seconds (an integer) or null");
-        goto out;
-    }
-    if (!(q = calloc(1, sizeof *q))) {
+    apikey_req *q = calloc(1, sizeof *q);
+    if (!q) {
         api__reply_err(r, DM_ENOMEM, NULL);
-        goto out;
+        return;
     }
-    memcpy(q->name, json_string_value(nj), json_string_length(nj));
-    q->expires_at = json_is_integer(ej) ? (uint64_t)json_integer_value(ej) : 0;
+    memcpy(q->name, in.name, sizeof q->name);
+    q->expires_at = in.expires_at;
     queue_apikey_job(a, r, q, create_fn);
-out:
-    json_decref(j);
 }
 
 static void apikey_list(node_api_t *a, net_http_req_t *r)
