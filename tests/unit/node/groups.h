@@ -8,4 +8,5 @@ int test_node_audit(void);
 int test_node_ratelimit(void);
 int test_node_metrics(void);
 int test_node_apikeys(void);
+int test_node_api_body(void);
 #endif

@@ -10,5 +10,6 @@ int main(void)
     failed += test_node_ratelimit();
     failed += test_node_metrics();
     failed += test_node_apikeys();
+    failed += test_node_api_body();
     return failed ? 1 : 0;
 }
