@@ -900,7 +900,8 @@ static int verify_walk(store_t *store, node_audit_report *r, xref *xr, size_t nx
             goto out;
         checkpoint cp2;
         int rc2 = checkpoint_read(store, &cp2, &raw2);
-        if ((rc2 == cprc && raw.len == raw2.len && !memcmp(raw.data, raw2.data, raw.len)) ||
+        if ((rc2 == cprc && raw.len == raw2.len &&
+             (!raw.len || !memcmp(raw.data, raw2.data, raw.len))) ||
             tries == 4) {
             rc = cprc;
             break;
