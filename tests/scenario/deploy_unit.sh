@@ -70,9 +70,6 @@ for g in $deny; do expand "$g"; done | sort -u >"$work/deny"
 [ -s "$work/allow" ] && ok "SystemCallFilter expands to $(wc -l <"$work/allow") allowed, $(wc -l <"$work/deny") denied calls" ||
   bad "could not expand the SystemCallFilter groups"
 
-type ext_port >/dev/null 2>&1 || ext_port() { echo $((port_base + 100 + $1)); }
-DMNODE_API_EXTERNAL_LISTEN="127.0.0.1:$(ext_port 1)"
-export DMNODE_API_EXTERNAL_LISTEN
 make_node 1 || exit 1
 dir=$(node_dir 1)
 # a master password file, as the unit hands it over (LoadCredential -> keys.master_password_file)
@@ -97,7 +94,7 @@ code=$(api 1 /v1/status -o /dev/null -w '%{http_code}')
 code=$(api 1 /v1/keys/rotate -X POST -o /dev/null -w '%{http_code}')
 [ "$code" = 200 ] && ok "data key rotated" || bad "rotate: $code"
 key=$(api 1 /v1/apikeys -X POST -H 'Content-Type: application/json' -d '{"name":"unit"}' | jq -r '.key // empty' 2>/dev/null)
-ext="http://$DMNODE_API_EXTERNAL_LISTEN"
+ext="http://127.0.0.1:$(ext_port 1)"
 E=(curl -sS --noproxy '*' -m 30 -H "X-API-Key: $key")
 if [ -n "$key" ]; then
   id=$("${E[@]}" -X POST -H 'Content-Type: application/json' \

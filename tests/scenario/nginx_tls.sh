@@ -31,7 +31,6 @@ for t in openssl curl jq; do
   command -v "$t" >/dev/null || { echo "not ok - $t is required"; exit 1; }
 done
 
-type ext_port >/dev/null 2>&1 || ext_port() { echo $((port_base + 100 + $1)); }
 https_port=$((port_base + 150))
 http_port=$((port_base + 151))
 control_port=$((port_base + 152))
@@ -41,7 +40,6 @@ cert="$work/tls/cert.pem"
 C=(curl -sS --noproxy '*' -m 20 --cacert "$cert")
 
 # ---- the node: the node's own limiter lifted, so every 429 below is nginx's ----
-export DMNODE_API_EXTERNAL_LISTEN=$ext
 export DMNODE_API_EXTERNAL_RATE_PER_SEC=1000000 DMNODE_API_EXTERNAL_RATE_BURST=1000000
 make_node 1 || exit 1
 start_node 1 || exit 1
@@ -130,6 +128,10 @@ printf '{"recipient":"0x742d35Cc6634C0532925a3b844Bc454e4438f44e","amount":"7","
 code=$(post -H "X-API-Key: $key" --data-binary "@$work/big.json")
 [ "$code" = 201 ] && ok "a 1 MiB share ($(stat -c %s "$work/big.json") bytes of JSON) passes the proxy: 201" ||
   bad "1 MiB share: $code $(head -c 300 "$work/b")"
+big_id=$(jq -r '.id // empty' "$work/b")
+code=$("${C[@]}" -o "$work/b" -w '%{http_code}' -H "X-API-Key: $key" "$url/v1/shares/$big_id")
+[ "$code" = 200 ] && [ "$(jq -r .data "$work/b")" = "$(cat "$work/big.b64")" ] &&
+  ok "the 1 MiB share read back through the proxy" || bad "1 MiB GET: $code $(head -c 300 "$work/b")"
 limit=$(sed -n 's/^ *client_max_body_size \([0-9]*\);.*/\1/p' "$here/../../deploy/nginx/dmnode.conf")
 n1=$(stored 1)
 head -c $((limit + 1)) /dev/zero | tr '\0' 'A' >"$work/over"
@@ -149,9 +151,10 @@ code=$("${C[@]}" -L -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http_port/
 # ---- nginx's rate limit: 10 r/s per address, burst 20, nodelay ----
 sleep 2.5 # the bucket drains at 10 r/s: empty again after 2 s
 n=60 args=()
-for _ in $(seq 1 $n); do args+=(-o /dev/null -w '%{http_code}\n' "$url/v1/health"); done
+for i in $(seq 1 $n); do args+=(-o "$work/burst.$i" "$url/v1/health"); done
 t0=$(date +%s%N)
-"${C[@]}" -m 60 "${args[@]}" >"$work/codes"   # one connection, requests back to back
+# one connection, requests back to back; headers of all answers in one file
+"${C[@]}" -m 60 -D "$work/burst.h" -w '%{http_code}\n' "${args[@]}" >"$work/codes"
 t1=$(date +%s%N)
 admitted=$(grep -c '^200$' "$work/codes"); limited=$(grep -c '^429$' "$work/codes")
 # 1 + burst at once, plus what refills at 10/s while the requests ran
@@ -159,10 +162,12 @@ most=$((21 + (t1 - t0) / 100000000 + 1))
 [ $((admitted + limited)) -eq $n ] && [ "$admitted" -ge 21 ] && [ "$admitted" -le "$most" ] &&
   ok "rate limit: $admitted of $n admitted in $(((t1 - t0) / 1000000)) ms (21..$most), $limited answered 429" ||
   bad "rate limit: $admitted admitted, $limited limited of $n: $(sort "$work/codes" | uniq -c | tr '\n' ' ')"
-code=$("${C[@]}" -D "$work/h" -o "$work/b" -w '%{http_code}' "$url/v1/health")
-[ "$code" = 429 ] && [ "$(jq -r .error.code "$work/b")" = ERATELIMIT ] && grep -qi '^retry-after: 1' "$work/h" &&
-  grep -qi '^strict-transport-security:' "$work/h" && ok "429 is JSON ERATELIMIT with Retry-After and HSTS" ||
-  bad "429 answer: $code $(cat "$work/b") $(cat "$work/h")"
+last429=$(grep -n '^429$' "$work/codes" | tail -1 | cut -d: -f1)
+[ -n "$last429" ] && [ "$(jq -r .error.code "$work/burst.$last429")" = ERATELIMIT ] &&
+  [ "$(grep -ci '^retry-after: 1' "$work/burst.h")" -eq "$limited" ] &&
+  [ "$(grep -ci '^strict-transport-security:' "$work/burst.h")" -eq "$n" ] &&
+  ok "each 429 is JSON ERATELIMIT with Retry-After; HSTS on all $n answers" ||
+  bad "429 answers: $(cat "$work/burst.${last429:-1}") $(grep -ci '^retry-after' "$work/burst.h") Retry-After"
 grep -q 'limiting requests' "$nginx_prefix/logs/error.log" && ok "nginx logged the rejections" ||
   bad "no 'limiting requests' in nginx's error log"
 
