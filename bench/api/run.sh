@@ -10,7 +10,8 @@
 # for storage.sync=true (the default) and =false, each case run back to back in that order.
 # Also measured in the same run: `openssl speed rsa2048` (the signing bound of a POST).
 # One JSON line per case on stdout (requests/s, latency p50/p90/p99/max from wrk's
-# histogram through a Lua done() hook, errors, node CPU per request), then a summary line
+# histogram through a Lua done() hook, errors, the node's CPU per request and in cores, how
+# busy the whole machine was: the VMs are shared), then a summary line
 # with the machine and the ratios; a Markdown table on stderr; raw outputs in bench/out/.
 #
 # Usage: bench/api/run.sh [--duration S] [--threads T] [--connections C] [--size BYTES]
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
     --sync) case $2 in both) syncs="true false" ;; true | false) syncs=$2 ;; *) echo "--sync true|false|both" >&2; exit 2 ;; esac; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown option $1 (--help)" >&2; exit 2 ;;
   esac
 done
@@ -78,18 +79,22 @@ else
 fi
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+idle_total() { awk '/^cpu / {print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 hz=$(getconf CLK_TCK)
 
 # run_case NAME SYNC PID URL METHOD PATH [KEY] [BODIES]: one wrk run, one JSON line
 run_case() {
   local name=$1 sync=$2 pid=$3 url=$4 rep=$5; shift 5
-  local raw="$out/$name-sync_$sync-$rep.txt" c0=0 c1=0
+  local raw="$out/$name-sync_$sync-$rep.txt" c0=0 c1=0 i0 t0 i1 t1
   [ "$pid" = - ] || c0=$(cpu_ticks "$pid")
+  read -r i0 t0 < <(idle_total)
   wrk -t "$threads" -c "$conns" -d "${duration}s" --timeout 5s -s "$lua" "$url" -- "$@" >"$raw" 2>&1 ||
     { log "wrk failed: $(tail -3 "$raw")"; return 1; }
   [ "$pid" = - ] || c1=$(cpu_ticks "$pid")
+  read -r i1 t1 < <(idle_total)
   tail -1 "$raw" | jq -c --arg name "$name" --argjson sync "$sync" --argjson rep "$rep" \
     --argjson cpu "$(((c1 - c0) * 1000000 / hz))" --argjson pidgiven "$([ "$pid" = - ] && echo false || echo true)" \
+    --argjson busy "$((100 - (i1 - i0) * 100 / (t1 - t0 > 0 ? t1 - t0 : 1)))" \
     --argjson t "$threads" --argjson c "$conns" --argjson size "$size" '
     . as $w | ($w.duration_us / 1e6) as $s |
     {bench:"api", case:$name, sync:$sync, repeat:$rep, threads:$t, connections:$c, data_bytes:$size,
@@ -97,8 +102,9 @@ run_case() {
      p50_ms:($w.lat_p50_us/1000), p90_ms:($w.lat_p90_us/1000), p99_ms:($w.lat_p99_us/1000),
      max_ms:($w.lat_max_us/1000), mean_ms:(($w.lat_mean_us/10|round)/100),
      errors:($w.errors_connect + $w.errors_read + $w.errors_write + $w.errors_timeout),
-     non_2xx:$w.errors_status}
-    + (if $pidgiven then {node_cpu_us_per_req:(if $w.requests > 0 then ($cpu/$w.requests*10|round/10) else null end)} else {} end)' |
+     non_2xx:$w.errors_status, machine_busy_pct:$busy}
+    + (if $pidgiven then {node_cpu_us_per_req:(if $w.requests > 0 then ($cpu/$w.requests*10|round/10) else null end),
+                          node_cpu_cores:(($cpu/1e6/$s)*100|round/100)} else {} end)' |
     tee -a "$out/results.jsonl"
 }
 
@@ -159,7 +165,7 @@ jq -s -c --arg sign "${sign_s:-0}" --arg verify "${verify_s:-0}" --argjson nproc
 # ---- Markdown table on stderr ----
 {
   echo
-  echo "| sync | case | req/s | p50 ms | p90 ms | p99 ms | max ms | node CPU µs/req | errors | non-2xx |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-  jq -r '"| \(.sync) | \(.case) | \(.rps) | \(.p50_ms) | \(.p90_ms) | \(.p99_ms) | \(.max_ms) | \(.node_cpu_us_per_req // "—") | \(.errors) | \(.non_2xx) |"' "$out/results.jsonl"
+  echo "| sync | case | req/s | p50 ms | p90 ms | p99 ms | max ms | node CPU µs/req | node cores | machine busy % | errors | non-2xx |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  jq -r '"| \(.sync) | \(.case) | \(.rps) | \(.p50_ms) | \(.p90_ms) | \(.p99_ms) | \(.max_ms) | \(.node_cpu_us_per_req // "—") | \(.node_cpu_cores // "—") | \(.machine_busy_pct) | \(.errors) | \(.non_2xx) |"' "$out/results.jsonl"
 } | tee "$out/table.md" >&2
