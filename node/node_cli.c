@@ -1125,15 +1125,30 @@ static int cmd_audit_verify(cli_ctx *c)
     store_t *s = NULL;
     if (rc || (rc = open_store(c, &s, true)))
         return rc;
-    uint64_t n = 0, bad = 0;
-    rc = node_audit_verify(s, &n, &bad);
-    if (rc == DM_OK)
-        printf(c->json ? "{\"ok\":true,\"entries\":%llu}\n" : "audit log intact: %llu entries\n",
-               (unsigned long long)n);
+    node_audit_report r;
+    rc = node_audit_verify_report(s, &r);
+    char head[65];
+    dm_hex_encode(head, r.head_hash, 32);
+    if (rc == DM_OK && c->json)
+        printf("{\"ok\":true,\"entries\":%llu,\"first_seq\":%llu,\"last_seq\":%llu,"
+               "\"head_hash\":\"%s\",\"checkpoint_seq\":%llu,\"anchored_checked\":%llu}\n",
+               (unsigned long long)r.entries, (unsigned long long)r.first_seq,
+               (unsigned long long)r.last_seq, head,
+               (unsigned long long)(r.has_checkpoint ? r.checkpoint_seq : 0),
+               (unsigned long long)r.anchored_checked);
+    else if (rc == DM_OK)
+        printf("audit log intact: %llu entries (seq %llu..%llu), head %s\n%s%llu entries "
+               "cross-checked against anchoring records\n",
+               (unsigned long long)r.entries, (unsigned long long)r.first_seq,
+               (unsigned long long)r.last_seq, head,
+               r.has_checkpoint ? "retention checkpoint present; " : "",
+               (unsigned long long)r.anchored_checked);
+    else if (rc == DM_ETAMPER && c->json)
+        printf("{\"ok\":false,\"first_bad_seq\":%llu,\"reason\":\"%s\"}\n",
+               (unsigned long long)r.bad_seq, r.reason ? r.reason : "");
     else if (rc == DM_ETAMPER)
-        printf(c->json ? "{\"ok\":false,\"first_bad_seq\":%llu}\n"
-                       : "audit log BROKEN at entry %llu (altered, removed or reordered)\n",
-               (unsigned long long)bad);
+        printf("audit log BROKEN at entry %llu: %s\n", (unsigned long long)r.bad_seq,
+               r.reason ? r.reason : "altered, removed or reordered");
     else
         fail(rc, "verifying the audit log");
     store_close(s);
