@@ -366,8 +366,15 @@ void api__get_proof(node_api_t *a, net_http_req_t *r, const char *idtext)
         net_http_respond_error(r, 400, "EINVAL", "share id must be 64 hex characters");
         return;
     }
-    json_t *rec = NULL;
+    json_t *rec = NULL, *origin = NULL;
     int rc = chain_anchor_proof(a->ctx.store, 0, id, &rec);
+    if (rc == DM_ENOTFOUND) /* anchored by another node: its signed anchor notice */
+        rc = node_share_anchor_record(a->ctx.shares, id, &rec, &origin);
+    if (rc == DM_EAGAIN) {
+        net_http_respond_error(r, 404, "ENOTFOUND",
+                               "anchored by its origin, but the share has not reached this node");
+        return;
+    }
     if (rc == DM_ENOTFOUND) {
         node_share_record sr;
         bool known = node_share_read(a->ctx.shares, id, &sr) == DM_OK;
@@ -380,7 +387,7 @@ void api__get_proof(node_api_t *a, net_http_req_t *r, const char *idtext)
             r, 404, "ENOTFOUND",
             !known ? "no such share"
             : ours ? (a->ctx.anchor ? "not anchored yet" : "anchoring is disabled on this node")
-                   : "proofs are kept by the share's origin node");
+                   : "no anchor notice from the share's origin has reached this node yet");
         return;
     }
     if (rc) {
@@ -388,7 +395,7 @@ void api__get_proof(node_api_t *a, net_http_req_t *r, const char *idtext)
         return;
     }
     json_object_set_new(rec, "format", json_string("dmnode-proof-v1"));
-    json_object_set_new(rec, "origin", origin_json(a));
+    json_object_set_new(rec, "origin", origin ? origin : origin_json(a));
     api__reply_json(r, 200, rec);
 }
 

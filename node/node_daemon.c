@@ -347,6 +347,15 @@ static void on_outbox(void *arg, size_t added)
         chain_anchor_kick(d->anchor, added);
 }
 
+/* A batch of ours is final: tell every node where its shares are anchored. */
+static void on_anchor_final(void *arg, const chain_anchor_final *batch)
+{
+    daemon_t *d = arg;
+    int rc = d->shares ? node_share_anchor_notice_publish(d->shares, batch) : DM_OK;
+    if (rc)
+        dm_log(DM_LOG_WARNING, "chain", "anchor notice not published: %s", dm_strerror(rc));
+}
+
 static void on_anchor_ready(chain_anchor_t *a, int status, void *arg)
 {
     (void)a;
@@ -383,6 +392,8 @@ static int anchor_create(daemon_t *d)
     node_keys_eth_address(d->keys, o.sender);
     o.sign = anchor_sign;
     o.sign_arg = d->keys;
+    o.on_final = on_anchor_final;
+    o.on_final_arg = d;
     o.batch_max_events = cfg->chain_batch_max_events;
     o.batch_max_delay_ms = cfg->chain_batch_max_delay_ms;
     o.confirmations = cfg->chain_confirmations;

@@ -75,8 +75,6 @@
 enum { K_LOCAL, K_GOSSIP, K_SYNC };
 enum { ST_QUEUED, ST_SIGNING, ST_DONE };
 
-typedef struct peer_st peer_st;
-
 typedef struct {
     uint8_t id[32];
     crypto_rsa_t *rsa; /* owned unless own */
@@ -249,6 +247,7 @@ struct node_share_svc {
     uint64_t salt;
     dm_buf tmp;
     node_share_stats st;
+    share_notices *notices; /* anchor notices (node_share_anchor.c) */
 };
 
 static void sign_kick(node_share_svc_t *s);
@@ -1097,21 +1096,38 @@ static void verify_kick(node_share_svc_t *s)
 
 /* ---------------------------------------------------------------- commit */
 
+/* Hex texts of a share's identifying fields, as its events and API replies name them. */
+typedef struct {
+    char id[65], origin[65], dh[65], rcpt[43];
+} share_texts;
+
+static void share_texts_of(const node_share_fields *f, share_texts *t)
+{
+    dm_hex_encode(t->id, f->id, 32);
+    dm_hex_encode(t->origin, f->origin, 32);
+    dm_hex_encode(t->dh, f->data_hash, 32);
+    t->rcpt[0] = '0';
+    t->rcpt[1] = 'x';
+    dm_hex_encode(t->rcpt + 2, f->recipient, 20);
+}
+
+json_t *node_share__event(const node_share_fields *f)
+{
+    share_texts t;
+    share_texts_of(f, &t);
+    return json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "event_type", "data_share", "data_hash",
+                     t.dh, "recipient", t.rcpt, "timestamp", (json_int_t)(f->timestamp_ms / 1000),
+                     "share_id", t.id, "origin", t.origin);
+}
+
 static json_t *audit_fields(const item *it, json_t **anchor)
 {
-    char id[65], origin[65], dh[65], rcpt[43];
-    dm_hex_encode(id, it->id, 32);
-    dm_hex_encode(origin, it->f.origin, 32);
-    dm_hex_encode(dh, it->f.data_hash, 32);
-    rcpt[0] = '0';
-    rcpt[1] = 'x';
-    dm_hex_encode(rcpt + 2, it->f.recipient, 20);
-    json_t *f = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "share_id", id, "origin", origin, "seq",
-                          (json_int_t)it->f.seq, "data_hash", dh, "recipient", rcpt, "amount",
-                          it->f.amount);
-    *anchor = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "event_type", "data_share", "data_hash",
-                        dh, "recipient", rcpt, "timestamp", (json_int_t)(it->f.timestamp_ms / 1000),
-                        "share_id", id, "origin", origin);
+    share_texts t;
+    share_texts_of(&it->f, &t);
+    json_t *f = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "share_id", t.id, "origin", t.origin,
+                          "seq", (json_int_t)it->f.seq, "data_hash", t.dh, "recipient", t.rcpt,
+                          "amount", it->f.amount);
+    *anchor = node_share__event(&it->f);
     if (!f || !*anchor) {
         json_decref(f);
         json_decref(*anchor);
@@ -1487,6 +1503,7 @@ static void unpark(node_share_svc_t *s, const keyent *k)
     s->parked = keep;
     if (moved)
         verify_kick(s);
+    node_share__notices_key(s, k->id);
 }
 
 typedef enum { IN_OK, IN_INVALID, IN_CONFLICT } intake_rc;
@@ -1998,6 +2015,7 @@ void node_share_on_peer_ready(node_share_svc_t *s, net_peer_t *p)
         dm_log(DM_LOG_WARNING, "security", "peer %s: key does not match its node id",
                net_peer_node_id_hex(p));
     hwm_send(s, ps);
+    node_share__notices_peer_ready(s, ps);
 }
 
 void node_share_on_peer_closed(node_share_svc_t *s, net_peer_t *p)
@@ -2048,6 +2066,9 @@ void node_share_on_message(node_share_svc_t *s, net_peer_t *p, const net_msg *m,
     case NET_MSG_SYNCRESP:
         on_syncresp(s, ps, m);
         break;
+    case NET_MSG_ANCHOR:
+        node_share__notices_on_msg(s, ps, m, frame, frame_len);
+        break;
     default:
         break; /* the host handles the rest */
     }
@@ -2082,6 +2103,7 @@ static void on_tick(uv_timer_t *t)
             q_push(&keep, it);
     }
     s->parked = keep;
+    node_share__notices_tick(s, now);
     if (now - s->last_hwm >= s->o.sync_interval_ms) {
         s->last_hwm = now;
         hwm_send(s, NULL);
@@ -2128,7 +2150,8 @@ int node_share_svc_create(node_share_svc_t **out, const node_share_opts *o)
         rc = DM_EINVAL;
         goto fail;
     }
-    if ((rc = seen_init(&s->seen, s->o.seen_cache)) || (rc = marks_load(s)))
+    if ((rc = seen_init(&s->seen, s->o.seen_cache)) || (rc = marks_load(s)) ||
+        (rc = node_share__notices_create(&s->notices)))
         goto fail;
     /* our own key, so that our shares coming back verify like any other */
     dm_buf spki = DM_BUF_INIT;
@@ -2152,6 +2175,7 @@ int node_share_svc_create(node_share_svc_t **out, const node_share_opts *o)
     *out = s;
     return DM_OK;
 fail:
+    node_share__notices_free(s->notices);
     for (size_t i = 0; i < s->nkeys; i++)
         keyent_free(s->keys[i]);
     free(s->keys);
@@ -2196,6 +2220,7 @@ static void svc_free(node_share_svc_t *s)
     seen_free(&s->seen);
     free(s->pins.tab);
     dm_buf_free(&s->tmp);
+    node_share__notices_free(s->notices);
     free(s);
 }
 
@@ -2250,6 +2275,76 @@ void node_share_svc_close(node_share_svc_t *s, void (*cb)(void *arg), void *arg)
         peer_unref(w);
     }
     s->wait_tail = NULL;
+    node_share__notices_close(s);
+}
+
+/* ---------------------------------------------------------------- for node_share_anchor.c */
+
+const node_share_opts *node_share__opts(const node_share_svc_t *s)
+{
+    return &s->o;
+}
+
+share_notices *node_share__notices(node_share_svc_t *s)
+{
+    return s->notices;
+}
+
+node_share_stats *node_share__stats(node_share_svc_t *s)
+{
+    return &s->st;
+}
+
+bool node_share__closing(const node_share_svc_t *s)
+{
+    return s->closing;
+}
+
+const uint8_t *node_share__self(const node_share_svc_t *s)
+{
+    return s->self;
+}
+
+const crypto_rsa_t *node_share__key(node_share_svc_t *s, const uint8_t id[32],
+                                    const uint8_t **spki, size_t *spki_len)
+{
+    const keyent *k = key_find(s, id);
+    if (!k)
+        return NULL;
+    *spki = k->spki.data;
+    *spki_len = k->spki.len;
+    return k->rsa;
+}
+
+void node_share__keyreq(node_share_svc_t *s, peer_st *ps, const uint8_t id[32])
+{
+    keyreq_send(s, ps, id);
+}
+
+peer_st *node_share__peer_ref(peer_st *ps)
+{
+    return peer_ref(ps);
+}
+
+void node_share__peer_unref(peer_st *ps)
+{
+    peer_unref(ps);
+}
+
+net_peer_t *node_share__peer_net(const peer_st *ps)
+{
+    return ps ? ps->p : NULL;
+}
+
+void node_share__job_begin(node_share_svc_t *s)
+{
+    s->jobs++;
+}
+
+void node_share__job_end(node_share_svc_t *s)
+{
+    s->jobs--;
+    maybe_finish_close(s);
 }
 
 /* ---------------------------------------------------------------- reads (any thread) */
@@ -2402,6 +2497,7 @@ void node_share_get_stats(const node_share_svc_t *s, node_share_stats *out)
 {
     *out = s->st;
     out->pending_verify = s->verify_q.n + s->verifying + s->parked.n;
+    out->notices_pending = node_share__notices_pending(s);
     out->pending_commit = s->commit_q.n + s->commit_n;
 }
 

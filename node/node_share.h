@@ -1,6 +1,7 @@
 #ifndef DM_NODE_SHARE_H
 #define DM_NODE_SHARE_H
 
+#include "chain_anchor.h"
 #include "dm_buf.h"
 #include "net_host.h"
 #include "net_msg.h"
@@ -8,6 +9,7 @@
 #include "node_keys.h"
 #include "store.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -132,6 +134,18 @@ typedef struct {
     uint64_t local_submitted, received, duplicates, invalid, verify_calls, relayed;
     uint64_t synced_in, synced_out, conflicts;
     size_t pending_local, pending_verify, pending_commit;
+    /* anchor notices (node_share_anchor_notice_publish, ANCHOR frames) */
+    uint64_t notices_sent;       /* published by this node */
+    uint64_t notices_received;   /* ANCHOR frames from peers */
+    uint64_t notices_duplicate;  /* already seen or already applied: nothing done */
+    uint64_t notices_verified;   /* notices whose signature was checked (RSA) */
+    uint64_t notices_stored;     /* verified notices that added foreign anchor records */
+    uint64_t notices_invalid;    /* bad signature, root, binding or leaf: peer reported */
+    uint64_t notices_dropped;    /* queue full, or the origin's key never came */
+    uint64_t notices_relayed;    /* forwarded as received */
+    uint64_t notices_replayed;   /* recent notices sent again to a peer that became ready */
+    uint64_t anchor_records;     /* `rshare/` records written */
+    size_t notices_pending;      /* waiting for a key, queued or being verified */
 } node_share_stats;
 void node_share_get_stats(const node_share_svc_t *s, node_share_stats *out);
 /**
@@ -146,5 +160,48 @@ int node_share_count_versions(store_t *store, uint64_t *counts, size_t n);
 
 /** Per-origin marks; returns the count written (up to max). */
 size_t node_share_origins(const node_share_svc_t *s, node_share_origin_info *out, size_t max);
+
+/*
+ * Anchor notices (docs/ANCHORING.md "Anchor notices", wire in docs/PROTOCOL.md): when a
+ * batch of this node's audit events is recorded final, the node signs the batch's anchor,
+ * root and leaves (net_anchor_body) with its node key and gossips it as ANCHOR. Every node
+ * that receives one drops duplicates by SHA-256(body), obtains the origin's key (KEYREQ;
+ * the notice waits, bounded, for the answer), verifies on the thread pool the signature,
+ * the Merkle root of the leaves and the origin's Ethereum binding for the sender, checks
+ * every leaf against the share when it holds it, then stores for every share the notice
+ * names a foreign anchor record (STORE_CF_ANCHORS `rshare/<id>`, one write batch) and
+ * relays the frame as received to its other peers. An invalid notice is misbehaviour of
+ * the peer that sent it. The notices published or stored in the last 10 minutes (at most
+ * 16, 4 MiB) go again to every peer that becomes ready, so a node that was away briefly,
+ * or not yet connected when its peer restarted, still gets them; beyond that there is no
+ * anti-entropy for notices.
+ */
+
+/**
+ * Publish the notice of one of this node's batches (the daemon's chain_anchor on_final).
+ * `batch` is copied; batches naming no share are not published (DM_OK, nothing sent).
+ * Encoding and RSA signing run on the thread pool, then the frame goes to every ready
+ * peer. Loop thread. DM_EINVAL (no events, more than NET_ANCHOR_MAX_ITEMS), DM_ECLOSED,
+ * DM_ENOMEM, DM_EIO.
+ */
+int node_share_anchor_notice_publish(node_share_svc_t *s, const chain_anchor_final *batch);
+
+/**
+ * The anchor record of a share that another node anchored, from a verified notice:
+ * *record has the members of chain_anchor_proof's record (event, leaf, audit_seq,
+ * entry_hash, merkle, anchor, chain_id, contract; the event rebuilt from the stored share
+ * when the notice came before it, and checked against the leaf), *origin the anchoring
+ * node's identity as a proof bundle names it (node_id, spki, eth_address, eth_binding).
+ * New references. DM_ENOTFOUND (no notice names the share), DM_EAGAIN (the notice is here
+ * but not the share, so its event is unknown), DM_ETAMPER (the stored share does not give
+ * the notice's leaf), DM_ECORRUPT, DM_ESTORE, DM_ENOMEM. Any thread.
+ */
+int node_share_anchor_record(node_share_svc_t *s, const uint8_t id[32], json_t **record,
+                             json_t **origin);
+
+/** STORE_CF_ANCHORS key of a foreign anchor record: "rshare/" || 32-byte share id. */
+#define NODE_SHARE_RSHARE_PREFIX "rshare/"
+#define NODE_SHARE_RSHARE_KEY_LEN (7 + 32)
+void node_share_rshare_key(uint8_t out[NODE_SHARE_RSHARE_KEY_LEN], const uint8_t id[32]);
 
 #endif

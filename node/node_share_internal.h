@@ -6,11 +6,16 @@
  * validation, stored record codec) and node_share.c (the service). Pure
  * functions, any thread.
  */
+#include "crypto_rsa.h"
 #include "dm_buf.h"
+#include "net_host.h"
+#include "net_msg.h"
 #include "node_keys.h"
 #include "node_share.h"
 #include "store.h"
 
+#include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,5 +74,54 @@ int node_share__record_decode(const uint8_t *v, size_t n, const uint8_t **sealed
  */
 int node_share__reencrypt(store_t *store, const node_keys_t *keys, uint64_t *moved,
                           uint64_t *total);
+
+/** The reference's event JSON of a share, exactly as anchored by its origin ("data_share":
+ *  data_hash, recipient, timestamp in seconds, share_id, origin). New reference or NULL. */
+json_t *node_share__event(const node_share_fields *f);
+
+/*
+ * Between the service (node_share.c) and the anchor notices (node_share_anchor.c). All on
+ * the loop thread.
+ */
+typedef struct peer_st peer_st;               /* a ready peer as the service tracks it */
+typedef struct share_notices share_notices; /* node_share_anchor.c's state */
+
+/* offered by node_share.c */
+const node_share_opts *node_share__opts(const node_share_svc_t *s);
+share_notices *node_share__notices(node_share_svc_t *s);
+node_share_stats *node_share__stats(node_share_svc_t *s);
+bool node_share__closing(const node_share_svc_t *s);
+const uint8_t *node_share__self(const node_share_svc_t *s);
+/** An origin's key (memory, then STORE_CF_PEERS), with its SPKI; NULL if unknown. Both
+ *  stay valid until the service is freed. */
+const crypto_rsa_t *node_share__key(node_share_svc_t *s, const uint8_t id[32],
+                                    const uint8_t **spki, size_t *spki_len);
+/** Ask `ps` for the key of `id` (KEYREQ; bounded and deduplicated per peer). */
+void node_share__keyreq(node_share_svc_t *s, peer_st *ps, const uint8_t id[32]);
+peer_st *node_share__peer_ref(peer_st *ps);
+void node_share__peer_unref(peer_st *ps);
+/** The overlay's peer behind `ps`, NULL once it closed. */
+net_peer_t *node_share__peer_net(const peer_st *ps);
+/** Thread-pool jobs are counted so that closing waits for them; job_end may complete a
+ *  pending close (and free the service): call it last. */
+void node_share__job_begin(node_share_svc_t *s);
+void node_share__job_end(node_share_svc_t *s);
+
+/* offered by node_share_anchor.c */
+int node_share__notices_create(share_notices **out);
+/** Drop everything queued (the service is closing); jobs in flight finish. */
+void node_share__notices_close(node_share_svc_t *s);
+void node_share__notices_free(share_notices *n);
+void node_share__notices_on_msg(node_share_svc_t *s, peer_st *ps, const net_msg *m,
+                                const uint8_t *frame, size_t frame_len);
+/** The key of `id` is known now: notices waiting for it go on. */
+void node_share__notices_key(node_share_svc_t *s, const uint8_t id[32]);
+/** A peer is ready: it gets the notices published or stored lately (it may have missed
+ *  them while away). */
+void node_share__notices_peer_ready(node_share_svc_t *s, peer_st *ps);
+/** Periodic: notices that waited too long for a key are dropped. */
+void node_share__notices_tick(node_share_svc_t *s, uint64_t now);
+/** Notices queued or being verified (for pending counts). */
+size_t node_share__notices_pending(const node_share_svc_t *s);
 
 #endif

@@ -3,11 +3,15 @@
 # submitted at one; every share is anchored and its proof bundle verifies with nothing
 # but the RPC endpoint (`dmnode verify proof`); a tampered bundle fails naming the check.
 # Then faults: anvil killed mid-stream and restarted with its state; the node restarted
-# while events are pending. In the end every share is anchored and verifies. A node configured with the
+# while events are pending. In the end every share is anchored and verifies. Shares
+# submitted at the other node too: through the origins' anchor notices every node serves
+# a bundle for every share, and the bundles served by the node that is not the share's
+# origin verify against the chain and name the origin. A node configured with the
 # wrong chain id refuses to run.
 set -uo pipefail
 dmnode=${1:?usage: anchor_e2e.sh path/to/dmnode}
-work=$(mktemp -d "${DM_TEST_TMP:-/tmp}/scenario-anchor.XXXXXX")
+mkdir -p "${DM_TEST_TMP:-/tmp}"
+work=$(mktemp -d "${DM_TEST_TMP:-/tmp}/scenario-anchor.XXXXXX") || exit 1
 source "$(dirname "$0")/lib/nodes.bash"
 source "$(dirname "$0")/lib/anvil.bash"
 trap 'cleanup_anvil; cleanup_nodes; if [ "$fails" -eq 0 ]; then rm -rf "$work"; else echo "# kept $work"; fi' EXIT
@@ -95,6 +99,40 @@ done
 [ $nv -eq 0 ] && ok "after the chain outage and the node restart: all 40 shares verify" || bad "$nv of 40 do not verify"
 ntx=$(for f in "$work"/*.json; do jq -r '.anchor.tx_hash // empty' "$f" 2>/dev/null; done | sort -u | wc -l)
 echo "# anchoring transactions across the run: $ntx"
+
+# anchor notices: shares of node2 too; every node serves a bundle for every share, also
+# for those the other node anchored (its signed notice), and such a bundle verifies
+# against the chain alone and names the share's origin, not the node that served it
+served() { # served I FILE...: node I answers 200 for the proof of every share listed
+  local i=$1 f id; shift
+  for f in "$@"; do
+    while read -r id _; do
+      [ "$(api "$i" "/v1/shares/$id/proof" -o /dev/null -w '%{http_code}')" = 200 ] || return 1
+    done <"$work/$f"
+  done
+}
+served_everywhere() { served 1 ids-a ids-b ids-c ids-d && served 2 ids-a ids-b ids-c ids-d; }
+submit_shares 2 8 256 "$work/ids-d" >/dev/null && ok "8 shares acknowledged at node2" || bad "submit at node2"
+wait_for 60 "both nodes serve a proof bundle for all 48 shares" served_everywhere
+nv=0 no=0
+for f in ids-a ids-b ids-c ids-d; do
+  if [ "$f" = ids-d ]; then at=1 from=2; else at=2 from=1; fi
+  while read -r id _; do
+    if ! api "$at" "/v1/shares/$id/proof" >"$work/n$at-$id.json" ||
+      ! "$dmnode" verify proof "$work/n$at-$id.json" --rpc "$rpc" >"$work/n$at-$id.out" 2>&1; then
+      nv=$((nv + 1)); cat "$work/n$at-$id.out"
+    fi
+    [ "$(jq -r .origin.node_id "$work/n$at-$id.json")" = "$(node_id "$from")" ] || no=$((no + 1))
+  done <"$work/$f"
+done
+[ $nv -eq 0 ] && ok "all 48 bundles served by the non-origin node verify against the chain" || bad "$nv bundles served by the non-origin node fail"
+[ $no -eq 0 ] && ok "they name the share's origin, not the node that served them" || bad "$no bundles name the wrong origin"
+id=$(head -1 "$work/ids-a" | cut -d' ' -f1)
+"$dmnode" --config "$(node_dir 2).toml" verify share "$id" --rpc "$rpc" >"$work/vs.out" 2>&1 &&
+  ok "dmnode verify share at node2 for a share node1 anchored" || { bad "verify share at node2"; cat "$work/vs.out"; }
+jq '.origin.eth_binding = "'"$(jq -r .origin.eth_binding "$work/n1-$(head -1 "$work/ids-d" | cut -d' ' -f1).json")"'"' "$work/n2-$id.json" >"$work/t3.json"
+"$dmnode" verify proof "$work/t3.json" --rpc "$rpc" >"$work/t3.out" 2>&1; rc=$?
+[ $rc -ne 0 ] && grep -q "eth_binding.*FAIL" "$work/t3.out" && ok "a served bundle with another node's binding fails the binding check" || { bad "foreign binding rc=$rc"; cat "$work/t3.out"; }
 
 # the trail read back from the chain alone (`dmnode audit trail`): node1's anchors are
 # exactly the anchors its proof records name, field for field; node1's and node2's anchors

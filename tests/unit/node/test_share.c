@@ -9,7 +9,10 @@
 #include "dm_test.h"
 #include "groups.h"
 
+#include "chain_verify.h"
+#include "crypto_eth.h"
 #include "crypto_hash.h"
+#include "crypto_merkle.h"
 #include "crypto_rsa.h"
 #include "dm_buf.h"
 #include "dm_enc.h"
@@ -518,7 +521,7 @@ static void h_closed(net_peer_t *p, void *arg)
 
 /* what a bare host (no share service) received */
 static struct {
-    size_t syncreqs, keyreqs, hwms;
+    size_t syncreqs, keyreqs, hwms, anchors;
     uint8_t syncreq_origin[32];
     uint64_t syncreq_from;
     uint32_t syncreq_limit;
@@ -542,6 +545,8 @@ static void h_message(net_peer_t *p, const net_msg *m, const uint8_t *frame, siz
         memcpy(g_h.keyreq_id, m->u.keyreq.node_id, 32);
     } else if (m->type == NET_MSG_HWM) {
         g_h.hwms++;
+    } else if (m->type == NET_MSG_ANCHOR) {
+        g_h.anchors++;
     }
 }
 
@@ -1795,6 +1800,475 @@ static void test_svc_sync_late_joiner_10k(void **state)
     sync_catch_up(10000, 1024, 128, 120000);
 }
 
+/* ================================================================ anchor notices */
+
+static void leaf_of_event(const json_t *ev, uint8_t leaf[32])
+{
+    char *canon = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_non_null(canon);
+    crypto_merkle_leaf_hash(leaf, canon, strlen(canon));
+    free(canon);
+}
+
+/* The batch the anchorer would form from a node's outbox (every entry, in seq order), and
+ * one more event that names no share. Returns the count. */
+static size_t final_from_outbox(store_t *st, chain_anchor_final_item *items, size_t max)
+{
+    store_iter_t *it;
+    assert_int_equal(store_iter_create(&it, st, STORE_CF_OUTBOX, NULL, 0, NULL, 0), DM_OK);
+    const uint8_t *k, *v;
+    size_t kl, vl, n = 0;
+    while (store_iter_next(it, &k, &kl, &v, &vl)) {
+        assert_true(n + 1 < max);
+        json_t *o = json_loadb((const char *)v, vl, 0, NULL);
+        json_t *ev = json_object_get(o, "event");
+        chain_anchor_final_item *x = &items[n++];
+        memset(x, 0, sizeof *x);
+        leaf_of_event(ev, x->leaf);
+        x->audit_seq = (uint64_t)json_integer_value(json_object_get(o, "audit_seq"));
+        assert_int_equal(
+            dm_hex_decode(x->entry_hash, 32, json_string_value(json_object_get(o, "entry_hash")), 64),
+            DM_OK);
+        assert_int_equal(
+            dm_hex_decode(x->share_id, 32, json_string_value(json_object_get(ev, "share_id")), 64),
+            DM_OK);
+        x->has_share = true;
+        json_decref(o);
+    }
+    assert_int_equal(store_iter_status(it), DM_OK);
+    store_iter_destroy(it);
+    chain_anchor_final_item *x = &items[n++];
+    memset(x, 0, sizeof *x);
+    memset(x->leaf, 0xee, 32); /* an audit event of another kind */
+    x->audit_seq = items[n - 2].audit_seq + 1;
+    memset(x->entry_hash, 0x11, 32);
+    return n;
+}
+
+static void bind_of(int k, dm_buf *out)
+{
+    dm_buf_reset(out);
+    assert_int_equal(store_get(g_keys[k].store, STORE_CF_META, "eth_binding", 11, out), DM_OK);
+}
+
+/* A hand-made notice: `n` shares (their fields) plus one item naming no share, signed by
+ * key `signer`, claiming origin `origin`, with the binding of key `binder`. */
+typedef struct {
+    int signer, origin, binder;
+    bool bad_root, bad_leaf;
+    uint8_t tag; /* makes the anchor (and so the body) differ */
+} notice_spec;
+
+static void make_notice(const notice_spec *sp, const node_share_fields *f, size_t n, dm_buf *frame)
+{
+    uint8_t leaves[8][32], eh[8][32];
+    net_anchor_item it[8];
+    assert_true(n + 1 <= 8);
+    for (size_t i = 0; i <= n; i++) {
+        memset(&it[i], 0, sizeof it[i]);
+        if (i < n) {
+            json_t *ev = node_share__event(&f[i]);
+            leaf_of_event(ev, leaves[i]);
+            json_decref(ev);
+            it[i].share_id = f[i].id;
+        } else {
+            memset(leaves[i], 0xee, 32);
+        }
+        memset(eh[i], (int)i + 1, 32);
+        it[i].leaf = leaves[i];
+        it[i].audit_seq = 10 + i;
+        it[i].entry_hash = eh[i];
+    }
+    if (sp->bad_leaf)
+        leaves[0][7] ^= 1; /* the root is computed over the changed leaf: only the leaf lies */
+    net_anchor_body b;
+    memset(&b, 0, sizeof b);
+    b.chain_id = 31337;
+    memset(b.contract, 0xc0, 20);
+    memset(b.tx_hash, sp->tag, 32);
+    b.block_number = 100 + sp->tag;
+    memset(b.block_hash, 0xb0 + sp->tag, 32);
+    b.log_index = 1;
+    node_keys_eth_address(g_keys[sp->origin].km, b.sender);
+    dm_buf bind = DM_BUF_INIT, body = DM_BUF_INIT, sig = DM_BUF_INIT;
+    bind_of(sp->binder, &bind);
+    b.eth_binding = (net_slice){bind.data, bind.len};
+    assert_int_equal(crypto_merkle_root(b.root, (const uint8_t(*)[32])leaves, n + 1), DM_OK);
+    if (sp->bad_root)
+        b.root[0] ^= 1;
+    b.count = n + 1;
+    assert_int_equal(net_anchor_body_encode(&body, &b, it), DM_OK);
+    assert_int_equal(crypto_rsa_sign(node_keys_rsa(g_keys[sp->signer].km), body.data, body.len, &sig),
+                     DM_OK);
+    dm_buf_reset(frame);
+    assert_int_equal(net_msg_encode_anchor(frame, g_keys[sp->origin].id, body.data, body.len,
+                                           sig.data, sig.len),
+                     DM_OK);
+    dm_buf_free(&bind);
+    dm_buf_free(&body);
+    dm_buf_free(&sig);
+}
+
+/* A served bundle (record + the origin's identity) passes the offline checks of
+ * `dmnode verify proof` (leaf, Merkle path, node id, origin, binding, sender). */
+static void assert_bundle_offline_ok(json_t *rec, json_t *origin)
+{
+    json_object_set_new(rec, "format", json_string("dmnode-proof-v1"));
+    json_object_set(rec, "origin", origin);
+    char *txt = json_dumps(rec, JSON_COMPACT);
+    assert_non_null(txt);
+    chain_verify_bundle *b = NULL;
+    char err[CHAIN_VERIFY_MSG_MAX];
+    if (chain_verify_bundle_parse(txt, strlen(txt), &b, err))
+        fail_msg("bundle does not parse: %s", err);
+    chain_verify_report r;
+    chain_verify_report_init(&r);
+    assert_int_equal(chain_verify_offline(b, &r), DM_OK);
+    assert_true(chain_verify_report_offline_ok(&r));
+    chain_verify_bundle_free(b);
+    free(txt);
+}
+
+typedef struct {
+    tnode *n;
+    size_t count;
+    uint64_t stored;
+} notices_t;
+
+static bool notices_stored(void *ctx)
+{
+    notices_t *w = ctx;
+    for (size_t i = 0; i < w->count; i++) {
+        node_share_stats st = stats_of(&w->n[i]);
+        if (st.notices_stored < w->stored || st.notices_pending)
+            return false;
+    }
+    return true;
+}
+
+typedef struct {
+    tnode *n;
+    uint64_t invalid, stored, verified, duplicate;
+} nstat_t;
+
+static bool nstat_reached(void *ctx)
+{
+    nstat_t *w = ctx;
+    node_share_stats st = stats_of(w->n);
+    return st.notices_invalid >= w->invalid && st.notices_stored >= w->stored &&
+           st.notices_verified >= w->verified && st.notices_duplicate >= w->duplicate;
+}
+
+/* The peer is reported, disconnected, and dials again. */
+static void expect_rejected(uv_loop_t *loop, tnode *n, nstat_t *w, uint64_t disc)
+{
+    assert_true(run_until(loop, nstat_reached, w, 10000));
+    disc_t dw = {w->n, disc};
+    assert_true(run_until(loop, disconnected, &dw, 5000));
+    peers_t pw = {n, 2, 1};
+    assert_true(run_until(loop, peers_ready, &pw, 10000));
+}
+
+/* Three nodes in a triangle: the origin publishes a batch's notice, the two others verify
+ * it once each, store a record per share and relay it once; their bundles verify. */
+static void test_svc_anchor_notice_gossip(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    tnode n[3];
+    node_start(&loop, &n[0], &(node_cfg){.k = 0, .with_host = true});
+    node_start(&loop, &n[1], &(node_cfg){.k = 1, .with_host = true, .bootstrap = &n[0]});
+    node_start(&loop, &n[2],
+               &(node_cfg){.k = 2, .with_host = true, .bootstrap = &n[0], .bootstrap2 = &n[1]});
+    peers_t pw = {n, 3, 2};
+    assert_true(run_until(&loop, peers_ready, &pw, 10000));
+    enum { N = 6 };
+    sub_t subs[N];
+    memset(subs, 0, sizeof subs);
+    submit_many(&n[0], subs, N, 200);
+    subs_t sw = {subs, N};
+    assert_true(run_until(&loop, subs_done, &sw, 20000));
+    for (int i = 1; i < 3; i++) {
+        stored_t sb = {&n[i], N};
+        assert_true(run_until(&loop, has_stored, &sb, 20000));
+    }
+
+    /* the daemon keeps the identity records (the binding) in the same store as the shares */
+    dm_buf bind0 = DM_BUF_INIT;
+    bind_of(0, &bind0);
+    assert_int_equal(store_put(n[0].store, STORE_CF_META, "eth_binding", 11, bind0.data, bind0.len),
+                     DM_OK);
+    dm_buf_free(&bind0);
+    /* the anchorer's batch, as chain_anchor's on_final gives it */
+    chain_anchor_final_item items[N + 2];
+    size_t count = final_from_outbox(n[0].store, items, N + 2);
+    assert_int_equal(count, N + 1);
+    uint8_t leaves[N + 1][32];
+    for (size_t i = 0; i < count; i++)
+        memcpy(leaves[i], items[i].leaf, 32);
+    chain_anchor_final fb;
+    memset(&fb, 0, sizeof fb);
+    fb.batch_id = 7;
+    fb.chain_id = 31337;
+    memset(fb.contract, 0xc0, 20);
+    node_keys_eth_address(g_keys[0].km, fb.sender);
+    memset(fb.tx_hash, 0x7a, 32);
+    fb.block_number = 42;
+    memset(fb.block_hash, 0xbb, 32);
+    fb.log_index = 2;
+    assert_int_equal(crypto_merkle_root(fb.root, (const uint8_t(*)[32])leaves, count), DM_OK);
+    fb.count = count;
+    fb.items = items;
+    assert_int_equal(node_share_anchor_notice_publish(n[0].svc, &fb), DM_OK);
+    /* a batch naming no share is not worth a notice */
+    chain_anchor_final none = fb;
+    none.items = &items[count - 1];
+    none.count = 1;
+    assert_int_equal(node_share_anchor_notice_publish(n[0].svc, &none), DM_OK);
+    none.count = 0;
+    assert_int_equal(node_share_anchor_notice_publish(n[0].svc, &none), DM_EINVAL);
+
+    notices_t nw = {&n[1], 2, 1};
+    assert_true(run_until(&loop, notices_stored, &nw, 20000));
+    run_until(&loop, never, NULL, 300); /* relayed copies arrive and are dropped */
+    assert_int_equal(stats_of(&n[0]).notices_sent, 1);
+    for (int i = 1; i < 3; i++) {
+        node_share_stats st = stats_of(&n[i]);
+        assert_int_equal(st.notices_stored, 1);
+        assert_int_equal(st.notices_verified, 1); /* once, whatever the copies */
+        assert_int_equal(st.notices_relayed, 1);
+        assert_int_equal(st.notices_invalid, 0);
+        assert_int_equal(st.anchor_records, N);
+        assert_true(st.notices_received >= 2); /* from the origin and from the other */
+        assert_true(st.notices_duplicate >= 1);
+    }
+    /* the origin keeps its own records (chain_anchor's), none of these */
+    json_t *rec = NULL, *origin = NULL;
+    assert_int_equal(node_share_anchor_record(n[0].svc, subs[0].r.id, &rec, &origin),
+                     DM_ENOTFOUND);
+
+    dm_buf spki = DM_BUF_INIT, bind = DM_BUF_INIT, b64 = DM_BUF_INIT;
+    assert_int_equal(crypto_rsa_spki(node_keys_rsa(g_keys[0].km), &spki), DM_OK);
+    bind_of(0, &bind);
+    char addr[43], tx[67];
+    crypto_eth_address_format(fb.sender, addr);
+    tx[0] = '0';
+    tx[1] = 'x';
+    dm_hex_encode(tx + 2, fb.tx_hash, 32);
+    for (int k = 1; k < 3; k++) {
+        for (size_t i = 0; i < N; i++) {
+            assert_int_equal(node_share_anchor_record(n[k].svc, items[i].share_id, &rec, &origin),
+                             DM_OK);
+            /* the event is the origin's, the path leads to the root */
+            node_share_record sr;
+            assert_int_equal(node_share_read(n[k].svc, items[i].share_id, &sr), DM_OK);
+            json_t *ev = node_share__event(&sr.f);
+            assert_true(json_equal(ev, json_object_get(rec, "event")));
+            json_decref(ev);
+            node_share_record_free(&sr);
+            json_t *m = json_object_get(rec, "merkle");
+            assert_int_equal(json_integer_value(json_object_get(m, "index")), i);
+            assert_int_equal(json_integer_value(json_object_get(m, "count")), count);
+            assert_int_equal(json_integer_value(json_object_get(rec, "audit_seq")),
+                             items[i].audit_seq);
+            json_t *an = json_object_get(rec, "anchor");
+            assert_string_equal(json_string_value(json_object_get(an, "tx_hash")), tx);
+            assert_string_equal(json_string_value(json_object_get(an, "sender")), addr);
+            assert_int_equal(json_integer_value(json_object_get(an, "block_number")), 42);
+            assert_null(json_object_get(rec, "origin")); /* given apart */
+            assert_null(json_object_get(rec, "notice"));
+            /* the origin's identity, not this node's */
+            assert_string_equal(json_string_value(json_object_get(origin, "node_id")),
+                                node_keys_node_id(g_keys[0].km));
+            assert_string_equal(json_string_value(json_object_get(origin, "eth_address")), addr);
+            dm_buf_reset(&b64);
+            dm_b64_encode(&b64, spki.data, spki.len, DM_B64_STD);
+            assert_int_equal(json_string_length(json_object_get(origin, "spki")), b64.len);
+            assert_memory_equal(json_string_value(json_object_get(origin, "spki")), b64.data,
+                                b64.len);
+            dm_buf_reset(&b64);
+            dm_b64_encode(&b64, bind.data, bind.len, DM_B64_STD);
+            assert_memory_equal(json_string_value(json_object_get(origin, "eth_binding")), b64.data,
+                                b64.len);
+            assert_bundle_offline_ok(rec, origin);
+            json_decref(rec);
+            json_decref(origin);
+        }
+    }
+    /* the same body again (signed anew: PSS salts differ): dropped before any verification */
+    uint64_t dup1 = stats_of(&n[1]).notices_duplicate, dup2 = stats_of(&n[2]).notices_duplicate;
+    assert_int_equal(node_share_anchor_notice_publish(n[0].svc, &fb), DM_OK);
+    nstat_t dw = {&n[1], 0, 0, 0, dup1 + 1};
+    assert_true(run_until(&loop, nstat_reached, &dw, 10000));
+    dw = (nstat_t){&n[2], 0, 0, 0, dup2 + 1};
+    assert_true(run_until(&loop, nstat_reached, &dw, 10000));
+    for (int i = 1; i < 3; i++) {
+        assert_int_equal(stats_of(&n[i]).notices_verified, 1);
+        assert_int_equal(stats_of(&n[i]).notices_stored, 1);
+    }
+    nodes_stop(&loop, n, 3, false);
+    loop_finish(&loop);
+    dm_buf_free(&spki);
+    dm_buf_free(&bind);
+    dm_buf_free(&b64);
+}
+
+/* A peer that sends notices: an unknown origin's key is asked for and the notice waits;
+ * forged signatures, wrong roots, lying leaves and foreign bindings are rejected and cost
+ * the peer its connection; a valid one is stored once. */
+static void test_svc_anchor_notice_hostile(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    memset(&g_h, 0, sizeof g_h);
+    tnode n[2];
+    node_start(&loop, &n[0], &(node_cfg){.k = 1, .with_host = true});
+    node_start(&loop, &n[1],
+               &(node_cfg){.k = 2, .with_host = true, .bootstrap = &n[0], .no_svc = true});
+    tnode *B = &n[0], *H = &n[1];
+    peers_t pw = {n, 2, 1};
+    assert_true(run_until(&loop, peers_ready, &pw, 10000));
+    /* shares of A (key 0), an origin B has never met */
+    enum { NS = 4 };
+    dm_buf body[NS], sig[NS], fr = DM_BUF_INIT;
+    node_share_fields f[NS];
+    for (int i = 0; i < NS; i++) {
+        body[i] = (dm_buf)DM_BUF_INIT;
+        sig[i] = (dm_buf)DM_BUF_INIT;
+        make_share(0, (uint64_t)i + 1, &body[i], &sig[i]);
+        assert_int_equal(node_share_body_decode(body[i].data, body[i].len, &f[i]), DM_OK);
+    }
+
+    /* 1. a valid notice for shares 1-2 of A, whose key B lacks: it asks H and waits */
+    make_notice(&(notice_spec){.signer = 0, .origin = 0, .binder = 0, .tag = 1}, f, 2, &fr);
+    assert_int_equal(net_peer_send_bytes(H->peers[0], fr.data, fr.len), DM_OK);
+    count_t kw = {&g_h.keyreqs, 1};
+    assert_true(run_until(&loop, counter_reached, &kw, 5000));
+    assert_memory_equal(g_h.keyreq_id, g_keys[0].id, 32);
+    assert_int_equal(stats_of(B).notices_pending, 1);
+    assert_int_equal(stats_of(B).notices_verified, 0);
+    /* the waiting list is bounded: notices of an origin nobody knows, one too many */
+    dm_buf junk = DM_BUF_INIT;
+    uint8_t nobody[32];
+    memset(nobody, 0x5a, 32);
+    for (int i = 0; i < 16; i++) {
+        dm_buf_reset(&junk);
+        uint8_t jb[40], js[64];
+        memset(jb, i, sizeof jb);
+        memset(js, 1, sizeof js);
+        assert_int_equal(net_msg_encode_anchor(&junk, nobody, jb, sizeof jb, js, sizeof js), DM_OK);
+        assert_int_equal(net_peer_send_bytes(H->peers[0], junk.data, junk.len), DM_OK);
+    }
+    run_until(&loop, never, NULL, 300);
+    assert_int_equal(stats_of(B).notices_dropped, 1);
+    assert_int_equal(stats_of(B).notices_pending, 16);
+    /* the key comes: the first notice is verified and stored, the shares are not held */
+    dm_buf spki = DM_BUF_INIT;
+    assert_int_equal(crypto_rsa_spki(node_keys_rsa(g_keys[0].km), &spki), DM_OK);
+    dm_buf_reset(&junk);
+    assert_int_equal(net_msg_encode_key(&junk, spki.data, spki.len), DM_OK);
+    assert_int_equal(net_peer_send_bytes(H->peers[0], junk.data, junk.len), DM_OK);
+    nstat_t w = {B, 0, 1, 1, 0};
+    assert_true(run_until(&loop, nstat_reached, &w, 10000));
+    assert_int_equal(stats_of(B).notices_pending, 15); /* the unknown origin's */
+    assert_int_equal(stats_of(B).anchor_records, 2);
+    assert_int_equal(stats_of(B).notices_relayed, 0); /* no other peer */
+    json_t *rec = NULL, *origin = NULL;
+    assert_int_equal(node_share_anchor_record(B->svc, f[0].id, &rec, &origin), DM_EAGAIN);
+
+    /* 2. the shares arrive: the records now give bundles with the rebuilt event */
+    for (int i = 0; i < NS; i++) {
+        dm_buf_reset(&junk);
+        assert_int_equal(net_msg_encode_share(&junk, body[i].data, body[i].len, sig[i].data,
+                                              sig[i].len),
+                         DM_OK);
+        assert_int_equal(net_peer_send_bytes(H->peers[0], junk.data, junk.len), DM_OK);
+    }
+    stored_t sw = {B, NS};
+    assert_true(run_until(&loop, has_stored, &sw, 10000));
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(node_share_anchor_record(B->svc, f[i].id, &rec, &origin), DM_OK);
+        json_t *ev = node_share__event(&f[i]);
+        assert_true(json_equal(ev, json_object_get(rec, "event")));
+        json_decref(ev);
+        assert_bundle_offline_ok(rec, origin);
+        json_decref(rec);
+        json_decref(origin);
+    }
+    assert_int_equal(node_share_anchor_record(B->svc, f[2].id, &rec, &origin), DM_ENOTFOUND);
+
+    /* 3-6. rejected, each costing H its connection; nothing is recorded */
+    struct {
+        const char *what;
+        notice_spec sp;
+    } bad[] = {
+        {"signed by another key", {.signer = 2, .origin = 0, .binder = 0, .tag = 2}},
+        {"root not of its leaves", {.signer = 0, .origin = 0, .binder = 0, .bad_root = true, .tag = 3}},
+        {"a leaf that is not the share's", {.signer = 0, .origin = 0, .binder = 0, .bad_leaf = true, .tag = 4}},
+        {"another node's binding", {.signer = 0, .origin = 0, .binder = 1, .tag = 5}},
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(bad); i++) {
+        make_notice(&bad[i].sp, f + 2, 2, &fr);
+        assert_int_equal(net_peer_send_bytes(H->peers[0], fr.data, fr.len), DM_OK);
+        nstat_t bw = {B, i + 1, 1, 2 + i, 0};
+        expect_rejected(&loop, n, &bw, i + 1);
+        node_share_stats st = stats_of(B);
+        if (st.notices_invalid != i + 1 || st.notices_stored != 1)
+            fail_msg("%s: invalid %llu stored %llu", bad[i].what,
+                     (unsigned long long)st.notices_invalid, (unsigned long long)st.notices_stored);
+        assert_int_equal(node_share_anchor_record(B->svc, f[2].id, &rec, &origin), DM_ENOTFOUND);
+    }
+    /* a malformed body: rejected without any verification */
+    uint8_t mb[3] = {0x91, 0x01, 0x00}, ms[8] = {1};
+    dm_buf_reset(&fr);
+    assert_int_equal(net_msg_encode_anchor(&fr, g_keys[0].id, mb, sizeof mb, ms, sizeof ms), DM_OK);
+    assert_int_equal(net_peer_send_bytes(H->peers[0], fr.data, fr.len), DM_OK);
+    nstat_t mw = {B, DM_ARRAY_LEN(bad) + 1, 1, 0, 0};
+    expect_rejected(&loop, n, &mw, DM_ARRAY_LEN(bad) + 1);
+    assert_int_equal(stats_of(B).notices_verified, 1 + DM_ARRAY_LEN(bad));
+
+    /* 7. a valid notice for the held shares 3-4: stored with their events */
+    make_notice(&(notice_spec){.signer = 0, .origin = 0, .binder = 0, .tag = 6}, f + 2, 2, &fr);
+    assert_int_equal(net_peer_send_bytes(H->peers[0], fr.data, fr.len), DM_OK);
+    nstat_t vw = {B, 0, 2, 2 + DM_ARRAY_LEN(bad), 0};
+    assert_true(run_until(&loop, nstat_reached, &vw, 10000));
+    assert_int_equal(stats_of(B).anchor_records, 4);
+    for (int i = 2; i < 4; i++) {
+        assert_int_equal(node_share_anchor_record(B->svc, f[i].id, &rec, &origin), DM_OK);
+        assert_bundle_offline_ok(rec, origin);
+        json_decref(rec);
+        json_decref(origin);
+    }
+    /* 8. replayed: a duplicate, no second verification */
+    uint64_t dups = stats_of(B).notices_duplicate;
+    assert_int_equal(net_peer_send_bytes(H->peers[0], fr.data, fr.len), DM_OK);
+    nstat_t rw = {B, 0, 2, 0, dups + 1};
+    assert_true(run_until(&loop, nstat_reached, &rw, 10000));
+    assert_int_equal(stats_of(B).notices_verified, 2 + DM_ARRAY_LEN(bad));
+    assert_int_equal(stats_of(B).notices_stored, 2);
+
+    /* 9. H comes back after a disconnect: B sends it the two notices it stored lately */
+    size_t before = g_h.anchors;
+    make_notice(&bad[0].sp, f + 2, 2, &fr);
+    assert_int_equal(net_peer_send_bytes(H->peers[0], fr.data, fr.len), DM_OK);
+    nstat_t xw = {B, DM_ARRAY_LEN(bad) + 2, 2, 0, 0};
+    expect_rejected(&loop, n, &xw, DM_ARRAY_LEN(bad) + 2);
+    count_t aw = {&g_h.anchors, before + 2};
+    assert_true(run_until(&loop, counter_reached, &aw, 5000));
+    assert_true(stats_of(B).notices_replayed >= 2);
+    dm_buf_free(&junk);
+    dm_buf_free(&spki);
+    for (int i = 0; i < NS; i++) {
+        dm_buf_free(&body[i]);
+        dm_buf_free(&sig[i]);
+    }
+    dm_buf_free(&fr);
+    nodes_stop(&loop, n, 2, false);
+    loop_finish(&loop);
+}
+
 int test_node_share(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1814,6 +2288,8 @@ int test_node_share(void)
         cmocka_unit_test(test_svc_sync_pages),
         cmocka_unit_test(test_svc_sync_two_sources),
         cmocka_unit_test(test_svc_sync_late_joiner_10k),
+        cmocka_unit_test(test_svc_anchor_notice_gossip),
+        cmocka_unit_test(test_svc_anchor_notice_hostile),
     };
     return cmocka_run_group_tests_name("node_share", tests, group_setup, group_teardown);
 }
