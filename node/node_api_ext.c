@@ -56,8 +56,15 @@ static const char *api_name(const api_front *f)
 static const char *presented_key(api_front *f, net_http_req_t *r)
 {
     const char *h = net_http_req_header(r, "authorization");
-    if (h)
-        return strncmp(h, "Bearer ", 7) == 0 ? h + 7 : "";
+    if (h) {
+        /* the scheme is case-insensitive and followed by 1*SP (RFC 9110 11.4, RFC 6750 2.1) */
+        if (strncasecmp(h, "Bearer ", 7) != 0)
+            return "";
+        h += 7;
+        while (*h == ' ')
+            h++;
+        return h;
+    }
     if (f->kind == API_EXTERNAL)
         return net_http_req_header(r, "x-api-key");
     return NULL;
