@@ -1362,7 +1362,9 @@ static void mk_anchor(mp *m, const anchor_spec *sp)
         raw(m, (const uint8_t[]){0xd1, 0x7a, 0x69}, 3);
     else
         msgpack_pack_uint64(pk, b.chain_id);
-    msgpack_pack_bin_with_body(pk, b.contract, (size_t)(sp->contract_len ? sp->contract_len : 20));
+    uint8_t wide[40] = {0}; /* a field one byte longer than its source */
+    memcpy(wide, b.contract, 20);
+    msgpack_pack_bin_with_body(pk, wide, (size_t)(sp->contract_len ? sp->contract_len : 20));
     if (sp->txhash_str)
         msgpack_pack_str_with_body(pk, b.tx_hash, 32);
     else if (sp->txhash_bin16) {
@@ -1416,7 +1418,8 @@ static void mk_anchor(mp *m, const anchor_spec *sp)
         if (nf < 4)
             continue;
         size_t el = i == 2 && sp->entry_len ? (size_t)sp->entry_len : 32;
-        msgpack_pack_bin_with_body(pk, x->entry_hash, el);
+        memcpy(wide, x->entry_hash, 32);
+        msgpack_pack_bin_with_body(pk, wide, el);
         for (int k = 4; k < nf; k++)
             msgpack_pack_uint8(pk, 0);
     }
