@@ -189,7 +189,11 @@ bool api__is_json(net_http_req_t *r)
     if (!ct)
         return false;
     size_t n = strlen("application/json");
-    return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == 0 || ct[n] == ';');
+    if (strncasecmp(ct, "application/json", n) != 0)
+        return false;
+    /* media-type = type "/" subtype *( OWS ";" OWS parameter )  (RFC 9110 8.3.1) */
+    ct += n + strspn(ct + n, " \t");
+    return *ct == 0 || *ct == ';';
 }
 
 void api__post_share(node_api_t *a, net_http_req_t *r)
