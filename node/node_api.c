@@ -661,7 +661,8 @@ bool api__proof_path(const char *p, char idt[65])
 static void internal_route(node_api_t *a, net_http_req_t *r)
 {
     const char *m = net_http_req_method(r), *p = net_http_req_path(r);
-    bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0;
+    /* HEAD is GET without the body (net_http drops it; RFC 9110 9.3.2) */
+    bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
     const char *allowed = NULL;
     char idt[65];
     if (strcmp(p, "/v1/shares") == 0) {
@@ -670,37 +671,37 @@ static void internal_route(node_api_t *a, net_http_req_t *r)
         else if (get)
             list_shares(a, r);
         else
-            allowed = "GET, POST";
+            allowed = "GET, HEAD, POST";
     } else if (api__proof_path(p, idt)) {
         if (get)
             api__get_proof(a, r, idt);
         else
-            allowed = "GET";
+            allowed = "GET, HEAD";
     } else if (strncmp(p, "/v1/shares/", 11) == 0 && !strchr(p + 11, '/')) {
         if (get)
             api__get_share(a, r, p + 11);
         else
-            allowed = "GET";
+            allowed = "GET, HEAD";
     } else if (strcmp(p, "/v1/peers") == 0) {
         if (get)
             api__reply_json(r, 200, json_pack("{s:o}", "peers", peers_json(a)));
         else
-            allowed = "GET";
+            allowed = "GET, HEAD";
     } else if (strcmp(p, "/v1/status") == 0) {
         if (get)
             api__reply_json(r, 200, status_json(a));
         else
-            allowed = "GET";
+            allowed = "GET, HEAD";
     } else if (strcmp(p, "/metrics") == 0) {
         if (get)
             api__metrics(a, r);
         else
-            allowed = "GET";
+            allowed = "GET, HEAD";
     } else if (strcmp(p, "/v1/keys") == 0) {
         if (get)
             run_job(a, r, keys_list_fn, reply_job);
         else
-            allowed = "GET";
+            allowed = "GET, HEAD";
     } else if (strcmp(p, "/v1/keys/rotate") == 0) {
         if (post)
             run_job(a, r, keys_rotate_fn, keys_rotate_done);

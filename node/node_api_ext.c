@@ -176,14 +176,15 @@ void api__ext_route(api_front *f, net_http_req_t *r, const api_client *who)
     (void)who;
     node_api_t *a = f->api;
     const char *m = net_http_req_method(r), *p = net_http_req_path(r);
-    bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0;
+    /* HEAD is GET without the body (net_http drops it; RFC 9110 9.3.2) */
+    bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
     const char *allowed = NULL;
     char idt[65];
     if (strcmp(p, "/v1/health") == 0) {
         if (get)
             api__reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
         else
-            allowed = "GET";
+            allowed = "GET, HEAD";
     } else if (strcmp(p, "/v1/shares") == 0) {
         if (post)
             api__post_share(a, r);
@@ -193,12 +194,12 @@ void api__ext_route(api_front *f, net_http_req_t *r, const api_client *who)
         if (get)
             api__get_proof(a, r, idt);
         else
-            allowed = "GET";
+            allowed = "GET, HEAD";
     } else if (strncmp(p, "/v1/shares/", 11) == 0 && !strchr(p + 11, '/')) {
         if (get)
             api__get_share(a, r, p + 11);
         else
-            allowed = "GET";
+            allowed = "GET, HEAD";
     } else {
         net_http_respond_error(r, 404, "ENOTFOUND", "no such endpoint");
     }
@@ -364,10 +365,10 @@ bool api__apikeys_route(node_api_t *a, net_http_req_t *r)
     if (strcmp(p, "/v1/apikeys") == 0) {
         if (strcmp(m, "POST") == 0)
             apikey_create(a, r);
-        else if (strcmp(m, "GET") == 0)
+        else if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
             apikey_list(a, r);
         else
-            api__method_not_allowed(r, "GET, POST");
+            api__method_not_allowed(r, "GET, HEAD, POST");
         return true;
     }
     const char *id = p + 12;
