@@ -209,20 +209,6 @@ void api__ext_route(api_front *f, net_http_req_t *r, const api_client *who)
 
 /* ---------- /v1/apikeys on the internal API ---------- */
 
-static json_t *time_or_null(uint64_t t)
-{
-    return t ? json_integer((json_int_t)t) : json_null();
-}
-
-static json_t *apikey_json(const node_apikey_info *k)
-{
-    return json_pack("{s:s, s:s, s:s, s:I, s:o, s:o, s:o, s:I}", "id", k->id, "name", k->name,
-                     "prefix", k->prefix, "created_at", (json_int_t)k->created_at, "expires_at",
-                     time_or_null(k->expires_at), "revoked_at", time_or_null(k->revoked_at),
-                     "last_used_at", time_or_null(k->last_used_at), "request_count",
-                     (json_int_t)k->request_count);
-}
-
 typedef struct {
     char name[65];
     uint64_t expires_at;
@@ -237,7 +223,7 @@ static void create_fn(api_job *j)
     j->rc = node_apikeys_create(j->api->ctx.apikeys, q->name, q->expires_at, unix_now(), &info,
                                 key, err, sizeof err);
     if (!j->rc) {
-        j->reply = apikey_json(&info);
+        j->reply = node_apikey_info_json(&info);
         json_object_set_new(j->reply, "key", json_string(key));
         json_object_del(j->reply, "revoked_at");
         json_object_del(j->reply, "last_used_at");
@@ -270,14 +256,10 @@ static void revoke_fn(api_job *j)
     j->rc = node_apikeys_revoke(j->api->ctx.apikeys, q->id, now);
     if (!j->rc) {
         /* report the revocation time on record (an earlier one if it was revoked before) */
-        node_apikey_info *list = NULL;
-        size_t n = 0;
+        node_apikey_info info;
         uint64_t at = now;
-        if (node_apikeys_list(j->api->ctx.apikeys, &list, &n) == DM_OK)
-            for (size_t i = 0; i < n; i++)
-                if (strcmp(list[i].id, q->id) == 0 && list[i].revoked_at)
-                    at = list[i].revoked_at;
-        free(list);
+        if (node_apikeys_get(j->api->ctx.apikeys, q->id, &info) == DM_OK && info.revoked_at)
+            at = info.revoked_at;
         j->reply = json_pack("{s:s, s:I}", "id", q->id, "revoked_at", (json_int_t)at);
     }
 }
@@ -338,7 +320,7 @@ static void apikey_list(node_api_t *a, net_http_req_t *r)
     }
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < n; i++)
-        json_array_append_new(arr, apikey_json(&list[i]));
+        json_array_append_new(arr, node_apikey_info_json(&list[i]));
     free(list);
     api__reply_json(r, 200, json_pack("{s:o}", "api_keys", arr));
 }
