@@ -84,6 +84,17 @@ static int render(node_api_t *a, dm_buf *out)
     C("dmnode_sync_in_total", "Shares pulled by anti-entropy.", ss.synced_in);
     C("dmnode_sync_out_total", "Shares served to peers by anti-entropy.", ss.synced_out);
     G("dmnode_shares_pending_commit", "Shares waiting for their RocksDB batch.", ss.pending_commit);
+    C("dmnode_anchor_notices_sent_total", "Anchor notices this node published.", ss.notices_sent);
+    C("dmnode_anchor_notices_received_total", "Anchor notices received from peers.",
+      ss.notices_received);
+    C("dmnode_anchor_notices_stored_total", "Verified anchor notices that added records.",
+      ss.notices_stored);
+    C("dmnode_anchor_notices_invalid_total", "Anchor notices rejected (signature, root, leaf).",
+      ss.notices_invalid);
+    C("dmnode_anchor_notices_dropped_total", "Anchor notices dropped (queue full, key never came).",
+      ss.notices_dropped);
+    C("dmnode_anchor_foreign_records_total", "Proof records stored from other origins' notices.",
+      ss.anchor_records);
 
     if (a->ctx.anchor) {
         chain_anchor_stats cs;

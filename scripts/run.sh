@@ -84,6 +84,9 @@ listen = "127.0.0.1:$((base + i))"
 bootstrap = [$boot]
 [api.internal]
 listen = "127.0.0.1:$((base + 50 + i))"
+# the job submits through the admin API faster than its default 50 req/s
+rate_per_sec = 100000
+rate_burst = 100000
 [api.external]
 listen = "127.0.0.1:$((base + 100 + i))"
 [keys]

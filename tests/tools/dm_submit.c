@@ -2,7 +2,8 @@
  * dm_submit: a load generator for a node's internal API, used by the scenario
  * tests and bench/gossip. Submits N shares of S random bytes over keep-alive
  * connections (libcurl multi, C requests in flight), retrying 503 (pending
- * limit) with a short pause, and prints one JSON line with the results.
+ * limit) and 429 (rate limit) with a short pause, and prints one JSON line with
+ * the results.
  *
  *   dm_submit --url http://127.0.0.1:8080 --token-file F --count N [--size S]
  *             [--concurrency C] [--ids FILE] [--recipient 0x…] [--rate R]
@@ -156,6 +157,10 @@ int main(int argc, char **argv)
                 retry = true; /* the node's pending limit: back off briefly */
                 retries++;
                 usleep(5000);
+            } else if (msg->data.result == CURLE_OK && status == 429 && r->attempts < 600) {
+                retry = true; /* the API's rate limit: a token comes back within a second */
+                retries++;
+                usleep(100000);
             } else {
                 failed++;
                 fprintf(stderr, "dm_submit: request failed: %s status %ld: %s\n",

@@ -47,6 +47,8 @@ listen = "127.0.0.1:$(p2p_port "$i")"
 bootstrap = [$boot]
 [api.internal]
 listen = "127.0.0.1:$(api_port "$i")"
+rate_per_sec = ${DM_API_RATE:-1000000}
+rate_burst = ${DM_API_BURST:-1000000}
 [api.external]
 listen = "127.0.0.1:$(ext_port "$i")"
 [storage]
