@@ -382,8 +382,11 @@ bool net__host_score(net_host_t *h, const char *ip, uint32_t score)
     r->banned_until = now + window;
     r->score = 0;
     h->stats.bans++;
-    dm_log(DM_LOG_WARNING, "security", "Banned address %s for %u s after repeated misbehaviour", ip,
-           h->o.ban_seconds);
+    if (h->cbs.on_banned)
+        h->cbs.on_banned(ip, h->o.ban_seconds, h->arg);
+    else
+        dm_log(DM_LOG_WARNING, "security", "Banned address %s for %u s after repeated misbehaviour",
+               ip, h->o.ban_seconds);
     return true;
 }
 

@@ -86,6 +86,9 @@ typedef struct {
      */
     void (*on_message)(net_peer_t *p, const net_msg *m, const uint8_t *frame, size_t frame_len,
                        void *arg);
+    /** Optional: an address was banned for `seconds` after repeated misbehaviour (for the
+     *  audit log). */
+    void (*on_banned)(const char *ip, uint32_t seconds, void *arg);
 } net_host_cbs;
 
 typedef struct {

@@ -201,6 +201,106 @@ static void audit_event(daemon_t *d, const char *event, const char *message)
     store_batch_destroy(b);
 }
 
+/* ---------- configuration changes between starts ---------- */
+
+/* The effective configuration as {"section.key": "value text"} from node_config_dump
+ * (which holds no secrets: only paths to them). */
+static json_t *config_map(const node_config *cfg)
+{
+    dm_buf dump = DM_BUF_INIT;
+    json_t *m = json_object();
+    if (!m || node_config_dump(cfg, &dump)) {
+        json_decref(m);
+        dm_buf_free(&dump);
+        return NULL;
+    }
+    char section[64] = "";
+    char *save = NULL;
+    for (char *line = strtok_r((char *)dm_buf_cstr(&dump), "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        size_t n = strlen(line);
+        if (line[0] == '#' || n == 0)
+            continue;
+        if (line[0] == '[' && line[n - 1] == ']') {
+            snprintf(section, sizeof section, "%.*s.", (int)(n - 2), line + 1);
+            continue;
+        }
+        char *eq = strstr(line, " = ");
+        if (!eq)
+            continue;
+        *eq = 0;
+        char key[160];
+        snprintf(key, sizeof key, "%s%s", section, line);
+        json_object_set_new(m, key, json_string(eq + 3));
+    }
+    dm_buf_free(&dump);
+    return m;
+}
+
+/* Audit what changed in the configuration since the last start ("config_changed", with
+ * every changed key's old and new value), in the batch that records the new one. */
+static void audit_config(daemon_t *d)
+{
+    json_t *now = config_map(d->cfg), *before = NULL, *changed = json_object();
+    dm_buf old = DM_BUF_INIT;
+    store_batch_t *b = NULL;
+    char *text = NULL;
+    if (!now || !changed || store_batch_create(&b))
+        goto out;
+    if (store_get(d->store, STORE_CF_META, "config_last", 11, &old) == DM_OK)
+        before = json_loadb((const char *)old.data, old.len, 0, NULL);
+    const char *k;
+    json_t *v;
+    json_object_foreach(now, k, v)
+    {
+        json_t *o = json_object_get(before, k);
+        if (before && (!o || !json_equal(o, v)))
+            json_object_set_new(changed, k, json_pack("{s:O?, s:O}", "from", o, "to", v));
+    }
+    json_object_foreach(before, k, v)
+    {
+        if (!json_object_get(now, k))
+            json_object_set_new(changed, k, json_pack("{s:O, s:n}", "from", v, "to"));
+    }
+    if (before && json_object_size(changed) == 0)
+        goto out; /* nothing changed: nothing to record */
+    if (!(text = json_dumps(now, JSON_COMPACT | JSON_SORT_KEYS)) ||
+        store_batch_put(b, STORE_CF_META, "config_last", 11, text, strlen(text)))
+        goto out;
+    char msg[160];
+    snprintf(msg, sizeof msg, before ? "Configuration changed since the last start: %zu keys"
+                                     : "Configuration recorded at first start (%zu keys)",
+             before ? json_object_size(changed) : json_object_size(now));
+    json_t *fields = json_pack("{s:o}", "changed", before ? json_incref(changed) : json_object());
+    int rc = node_audit_commit(d->audit, d->store, b, DM_LOG_INFO,
+                               before ? "config_changed" : "config_recorded", fields, NULL, msg);
+    json_decref(fields);
+    if (rc)
+        dm_log(DM_LOG_ERROR, "security", "audit of the configuration not written: %s",
+               dm_strerror(rc));
+out:
+    free(text);
+    store_batch_destroy(b);
+    dm_buf_free(&old);
+    json_decref(now);
+    json_decref(before);
+    json_decref(changed);
+}
+
+/* ---------- peer bans ---------- */
+
+static void on_banned(const char *ip, uint32_t seconds, void *arg)
+{
+    daemon_t *d = arg;
+    char msg[160];
+    snprintf(msg, sizeof msg, "Banned address %s for %u s after repeated misbehaviour", ip,
+             seconds);
+    json_t *f = json_pack("{s:s, s:i}", "remote", ip, "seconds", (int)seconds);
+    if (node_audit_post(d->audit, DM_LOG_WARNING, "peer_banned", f, msg) != DM_OK)
+        dm_log(DM_LOG_WARNING, "security", "%s", msg);
+    json_decref(f);
+}
+
 /* ---------- audit head anchoring and retention (thread pool) ---------- */
 
 static void audit_head_work(uv_work_t *w)
@@ -432,7 +532,7 @@ static int host_start(daemon_t *d)
     o.max_inbound = cfg->p2p_max_inbound;
     o.max_outbound = cfg->p2p_max_outbound;
     o.ban_seconds = cfg->p2p_ban_seconds;
-    net_host_cbs cbs = {on_ready, on_closed, on_message};
+    net_host_cbs cbs = {on_ready, on_closed, on_message, on_banned};
     rc = net_host_create(&d->host, &d->loop, &o, &cbs, d);
 out:
     free(boot);
@@ -533,6 +633,7 @@ int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, F
     node_keys_eth_address(keys, eth);
     crypto_eth_address_format(eth, addr);
     audit_event(&d, "node_start", NULL);
+    audit_config(&d);
     dm_log(DM_LOG_INFO, "node",
            "started: node_id=%s eth_address=%s network=%s p2p_port=%u api_port=%u "
            "external_api_port=%u",

@@ -125,13 +125,19 @@ if kill -0 "$daemon" 2>/dev/null; then bad "daemon did not stop on SIGTERM"; els
 fi
 expect 0 "rotate after the daemon stopped" -- "$dmnode" keys rotate
 
-# kill -9 leaves a usable directory
-"$dmnode" run >"$work/status2" 2>>"$work/daemon.log" &
+# kill -9 leaves a usable directory; this start changes two settings: audited
+"$dmnode" --p2p.max_inbound=7 --log.level=warning run >"$work/status2" 2>>"$work/daemon.log" &
 daemon=$!
 for _ in $(seq 1 200); do [ -s "$work/status2" ] && break; sleep 0.05; done
 kill -9 "$daemon"; wait "$daemon" 2>/dev/null; daemon=""
 expect 0 "keys list after kill -9" -- "$dmnode" keys list
 contains "four versions" "^4 .*yes"
+if [ -n "${DM_BUILD_DIR:-}" ] && [ -x "$DM_BUILD_DIR/dm_storetool" ]; then
+  "$DM_BUILD_DIR/dm_storetool" "$work/node/db" list audit >"$work/out" 2>&1
+  contains "first start: configuration recorded" '"event":"config_recorded"'
+  contains "second start: config_changed names p2p.max_inbound 32 -> 7" '"p2p.max_inbound":{"from":"32","to":"7"}'
+  contains "and log.level" '"log.level":{"from":"\\"info\\"","to":"\\"warning\\""}'
+fi
 
 # no command printed private key material: nothing that looks like a PEM/DER key
 if grep -rqs -e "PRIVATE KEY" -e "MII" "$work/all" "$work/status" "$work/status2" "$work/daemon.log"; then bad "key material in output"; else ok "no key material in outputs"; fi

@@ -83,4 +83,10 @@ base=$(stored 1)
 submit_shares 2 5 256 >/dev/null
 wait_for 20 "gossip from the honest peer still flows" all_have $((base + 5)) 1
 for i in 1 2; do stop_node "$i"; done
+# the ban is an audit entry too, and the log still verifies
+"$DM_BUILD_DIR/dm_storetool" "$(node_dir 1)/db" list audit >"$work/audit.txt" 2>&1
+grep -q '"event":"peer_banned"' "$work/audit.txt" && grep -q '"remote":"127.0.2.7"' "$work/audit.txt" &&
+  ok "the ban of 127.0.2.7 is in the audit log" || bad "no peer_banned audit entry"
+"$dmnode" --config "$(node_dir 1).toml" audit verify >"$work/verify.txt" 2>&1 &&
+  ok "audit log intact" || { bad "audit verify"; cat "$work/verify.txt"; }
 finish
