@@ -320,7 +320,7 @@ static void req_free(net_http_req_t *r)
         return;
     dm_buf_free(&r->url);
     free(r->path);
-    dm_buf_free(&r->hbuf);
+    dm_buf_free_secure(&r->hbuf); /* headers carry credentials (Authorization, X-API-Key) */
     free(r->hdrs);
     /* bodies may carry credentials or payloads: wipe them */
     dm_buf_free_secure(&r->body);

@@ -466,7 +466,13 @@ static void on_anchor_ready(chain_anchor_t *a, int status, void *arg)
         return;
     }
     /* a wrong chain id or an unusable contract: refuse to run rather than anchor nowhere */
-    dm_log(DM_LOG_ERROR, "chain", "anchoring cannot start: %s; stopping", dm_strerror(status));
+    char msg[160];
+    snprintf(msg, sizeof msg, "Anchoring cannot start: %s; stopping", dm_strerror(status));
+    json_t *f = json_pack("{s:s, s:I}", "error", dm_err_name(status), "chain_id",
+                          (json_int_t)d->cfg->chain_chain_id);
+    if (node_audit_post(d->audit, DM_LOG_ERROR, "anchoring_failed", f, msg) != DM_OK)
+        dm_log(DM_LOG_ERROR, "chain", "%s", msg);
+    json_decref(f);
     d->exit_rc = status == DM_ECONFIG ? DM_ECONFIG : status;
     shutdown_start(d);
 }
