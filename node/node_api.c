@@ -658,13 +658,27 @@ bool api__proof_path(const char *p, char idt[65])
     return true;
 }
 
+bool api__share_item_route(node_api_t *a, net_http_req_t *r, const char *p, bool get)
+{
+    char idt[65];
+    bool proof = api__proof_path(p, idt);
+    if (!proof && (strncmp(p, "/v1/shares/", 11) || strchr(p + 11, '/')))
+        return false;
+    if (!get)
+        api__method_not_allowed(r, "GET, HEAD");
+    else if (proof)
+        api__get_proof(a, r, idt);
+    else
+        api__get_share(a, r, p + 11);
+    return true;
+}
+
 static void internal_route(node_api_t *a, net_http_req_t *r)
 {
     const char *m = net_http_req_method(r), *p = net_http_req_path(r);
     /* HEAD is GET without the body (net_http drops it; RFC 9110 9.3.2) */
     bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
     const char *allowed = NULL;
-    char idt[65];
     if (strcmp(p, "/v1/shares") == 0) {
         if (post)
             api__post_share(a, r);
@@ -672,16 +686,8 @@ static void internal_route(node_api_t *a, net_http_req_t *r)
             list_shares(a, r);
         else
             allowed = "GET, HEAD, POST";
-    } else if (api__proof_path(p, idt)) {
-        if (get)
-            api__get_proof(a, r, idt);
-        else
-            allowed = "GET, HEAD";
-    } else if (strncmp(p, "/v1/shares/", 11) == 0 && !strchr(p + 11, '/')) {
-        if (get)
-            api__get_share(a, r, p + 11);
-        else
-            allowed = "GET, HEAD";
+    } else if (api__share_item_route(a, r, p, get)) {
+        /* answered */
     } else if (strcmp(p, "/v1/peers") == 0) {
         if (get)
             api__reply_json(r, 200, json_pack("{s:o}", "peers", peers_json(a)));

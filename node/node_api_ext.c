@@ -179,7 +179,6 @@ void api__ext_route(api_front *f, net_http_req_t *r, const api_client *who)
     /* HEAD is GET without the body (net_http drops it; RFC 9110 9.3.2) */
     bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
     const char *allowed = NULL;
-    char idt[65];
     if (strcmp(p, "/v1/health") == 0) {
         if (get)
             api__reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
@@ -190,16 +189,8 @@ void api__ext_route(api_front *f, net_http_req_t *r, const api_client *who)
             api__post_share(a, r);
         else
             allowed = "POST";
-    } else if (api__proof_path(p, idt)) {
-        if (get)
-            api__get_proof(a, r, idt);
-        else
-            allowed = "GET, HEAD";
-    } else if (strncmp(p, "/v1/shares/", 11) == 0 && !strchr(p + 11, '/')) {
-        if (get)
-            api__get_share(a, r, p + 11);
-        else
-            allowed = "GET, HEAD";
+    } else if (api__share_item_route(a, r, p, get)) {
+        /* answered */
     } else {
         net_http_respond_error(r, 404, "ENOTFOUND", "no such endpoint");
     }

@@ -54,6 +54,9 @@ bool api__is_json(net_http_req_t *r);
 void api__post_share(node_api_t *a, net_http_req_t *r);
 void api__get_share(node_api_t *a, net_http_req_t *r, const char *idtext);
 void api__get_proof(node_api_t *a, net_http_req_t *r, const char *idtext);
+/** GET|HEAD /v1/shares/{id} and /v1/shares/{id}/proof for both APIs: answers and returns
+ *  true when `p` is one of those paths (405 for another method), else false. */
+bool api__share_item_route(node_api_t *a, net_http_req_t *r, const char *p, bool get);
 /** "/v1/shares/{64 hex}/proof" -> true and the id text. */
 bool api__proof_path(const char *p, char idt[65]);
 
