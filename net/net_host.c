@@ -561,6 +561,38 @@ void net__host_kick(net_host_t *h)
         uv_timer_start(&h->kick, kick_cb, 0, 0);
 }
 
+/* Write what the peers gathered in this iteration (net__peer_flush). The check handle
+ * runs right after the I/O callbacks (reads, thread-pool completions) that queue most
+ * frames; the prepare handle catches frames queued by timers and other callbacks
+ * before the loop blocks. Both stop once nothing is left. */
+static void flush_all(net_host_t *h)
+{
+    h->flush_armed = false;
+    uv_prepare_stop(&h->flush_prep);
+    uv_check_stop(&h->flush_check);
+    for (net_peer_t *p = h->peers; p; p = p->next)
+        net__peer_flush(p);
+}
+
+static void flush_prep_cb(uv_prepare_t *hd)
+{
+    flush_all(hd->data);
+}
+
+static void flush_check_cb(uv_check_t *hd)
+{
+    flush_all(hd->data);
+}
+
+void net__host_want_flush(net_host_t *h)
+{
+    if (h->flush_armed || h->closing)
+        return;
+    h->flush_armed = true;
+    uv_prepare_start(&h->flush_prep, flush_prep_cb);
+    uv_check_start(&h->flush_check, flush_check_cb);
+}
+
 /* --------------------------------------------------------- timers, reaper */
 
 static void tick_cb(uv_timer_t *t)
@@ -795,8 +827,11 @@ int net_host_create(net_host_t **out, uv_loop_t *loop, const net_host_opts *o,
     uv_timer_init(loop, &h->tick);
     uv_timer_init(loop, &h->kick);
     uv_timer_init(loop, &h->reap);
+    uv_prepare_init(loop, &h->flush_prep);
+    uv_check_init(loop, &h->flush_check);
     h->listener.data = h->tick.data = h->kick.data = h->reap.data = h;
-    h->handles_open = 4;
+    h->flush_prep.data = h->flush_check.data = h;
+    h->handles_open = 6;
     *out = h;
     h = NULL;
     rc = DM_OK;
@@ -880,6 +915,8 @@ void net_host_close(net_host_t *h, void (*cb)(void *arg), void *arg)
     uv_close((uv_handle_t *)&h->listener, on_host_handle_close);
     uv_close((uv_handle_t *)&h->tick, on_host_handle_close);
     uv_close((uv_handle_t *)&h->kick, on_host_handle_close);
+    uv_close((uv_handle_t *)&h->flush_prep, on_host_handle_close);
+    uv_close((uv_handle_t *)&h->flush_check, on_host_handle_close);
     net__host_schedule_reap(h); /* the reaper closes the peers, then itself */
 }
 

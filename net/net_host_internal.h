@@ -34,6 +34,8 @@
 #define NET__AUTH_LABEL_LEN 14
 #define NET__AUTH_MSG_MAX (NET__AUTH_LABEL_LEN + NET_MAX_STR + 2 * NET_ID_LEN + 2 * NET_NONCE_LEN)
 #define NET__AGENT "dmnode-net/1"
+#define NET__OUTQ_MAX 64                     /* frames gathered per peer before one write */
+#define NET__OUTQ_BYTES ((size_t)256 * 1024) /* ... or this many bytes */
 
 struct net_frame {
     uint32_t refs; /* loop thread only: no atomics needed */
@@ -130,7 +132,11 @@ struct net_peer {
     crypto_rsa_t *pub;
     uint16_t listen_port;
 
-    size_t sendq;
+    size_t sendq; /* bytes gathered plus bytes handed to libuv and not yet written */
+    /* frames gathered in this loop iteration: the host flushes them with one write
+     * (a writev) per peer before the loop next waits (net__peer_flush) */
+    net_frame_t *outq[NET__OUTQ_MAX];
+    size_t nout, outbytes;
     uint64_t bytes_in, bytes_out, frames_in, frames_out;
     uint32_t score;
     uint32_t rtt_ms;
@@ -158,6 +164,9 @@ struct net_host {
     uv_timer_t tick; /* timeouts, pings, dialling */
     uv_timer_t kick; /* one-shot: dial soon */
     uv_timer_t reap; /* one-shot: finish closing marked peers */
+    uv_prepare_t flush_prep; /* write gathered frames before the loop waits ... */
+    uv_check_t flush_check;  /* ... and right after the I/O callbacks that queued them */
+    bool flush_armed;
     unsigned handles_open;
     bool listening, started, closing, reap_closed;
     uint16_t port;
@@ -193,6 +202,8 @@ void net__peer_maybe_free(net_peer_t *p);
 void net__peer_fill_remote(net_peer_t *p);
 /** Queue an already-built frame regardless of handshake state. */
 int net__peer_write(net_peer_t *p, net_frame_t *f);
+/** Write the frames gathered for `p` (one uv_write of several buffers). */
+void net__peer_flush(net_peer_t *p);
 /** Encode-and-queue helpers for the host's own messages. */
 int net__peer_send_buf(net_peer_t *p, const dm_buf *b);
 void net__peer_ping(net_peer_t *p);
@@ -203,6 +214,8 @@ void net__sockaddr_str(const struct sockaddr *sa, char ip[NET__IP_LEN], uint16_t
 /* ---- net_host.c ---- */
 void net__host_schedule_reap(net_host_t *h);
 void net__host_kick(net_host_t *h);
+/** Some peer has gathered frames: flush them before the loop next waits for I/O. */
+void net__host_want_flush(net_host_t *h);
 void net__host_unlink_peer(net_host_t *h, net_peer_t *p);
 /** Free a closing host once its handles are closed and its peers gone. */
 void net__host_maybe_finish(net_host_t *h);

@@ -62,6 +62,8 @@ const uint8_t *net_frame_data(const net_frame_t *f, size_t *n)
 
 /* ------------------------------------------------------------- lifecycle */
 
+static void outq_drop(net_peer_t *p);
+
 net_peer_t *net__peer_new(net_host_t *h, bool outbound)
 {
     net_peer_t *p = calloc(1, sizeof *p);
@@ -111,6 +113,7 @@ void net__peer_maybe_free(net_peer_t *p)
         return;
     net_host_t *h = p->h;
     net__host_unlink_peer(h, p);
+    outq_drop(p);
     crypto_rsa_destroy(p->pub);
     free(p->spki);
     free(p->rbuf);
@@ -167,6 +170,9 @@ void net__peer_disconnect(net_peer_t *p, net__close_reason why, bool bye, const 
     if (p->closing)
         return;
     net_host_t *h = p->h;
+    net__peer_flush(p); /* what was queued before the close goes out as it did unbatched */
+    if (p->closing)
+        return; /* the flush failed and closed it */
     p->closing = true;
     p->reason = why;
     snprintf(p->why, sizeof p->why, "%s", detail ? detail : "");
@@ -225,20 +231,75 @@ void net_peer_misbehave(net_peer_t *p, uint32_t score, bool disconnect, const ch
 
 /* ------------------------------------------------------------------ writes */
 
+/* One uv_write of the frames a peer gathered in a loop iteration: it owns one
+ * reference to each until its callback. */
 typedef struct {
     uv_write_t req;
-    net_frame_t *f;
+    size_t n, bytes;
+    net_frame_t *f[];
 } write_req;
 
 static void on_write(uv_write_t *req, int status)
 {
     write_req *w = DM_CONTAINER_OF(req, write_req, req);
     net_peer_t *p = DM_CONTAINER_OF((uv_tcp_t *)req->handle, net_peer_t, tcp);
-    p->sendq -= w->f->len;
-    net_frame_release(w->f);
+    p->sendq -= w->bytes;
+    for (size_t i = 0; i < w->n; i++)
+        net_frame_release(w->f[i]);
     free(w);
     if (status < 0 && status != UV_ECANCELED && !p->closing)
         net__peer_disconnect(p, NET__CL_REMOTE, false, uv_strerror(status));
+}
+
+static void outq_drop(net_peer_t *p)
+{
+    for (size_t i = 0; i < p->nout; i++)
+        net_frame_release(p->outq[i]);
+    p->sendq -= p->outbytes;
+    p->nout = 0;
+    p->outbytes = 0;
+}
+
+/*
+ * Frames are gathered per peer and written together: every frame relayed to a
+ * peer within one loop iteration (a commit of hundreds of shares relays them
+ * all) goes out in one writev instead of one system call each, and the
+ * receiver reads them with fewer reads too. Flushed before the loop next waits
+ * (net_host.c's prepare and check handles), when the queue is full, and before
+ * a disconnect, so nothing waits longer than the iteration that queued it.
+ */
+void net__peer_flush(net_peer_t *p)
+{
+    if (!p->nout)
+        return;
+    if (p->closing || !p->connected) {
+        outq_drop(p);
+        return;
+    }
+    size_t n = p->nout;
+    write_req *w = malloc(sizeof *w + n * sizeof(net_frame_t *));
+    if (!w) {
+        outq_drop(p);
+        net__peer_disconnect(p, NET__CL_INTERNAL, false, "out of memory");
+        return;
+    }
+    uv_buf_t b[NET__OUTQ_MAX];
+    for (size_t i = 0; i < n; i++) {
+        w->f[i] = p->outq[i];
+        b[i] = uv_buf_init((char *)p->outq[i]->data, (unsigned)p->outq[i]->len);
+    }
+    w->n = n;
+    w->bytes = p->outbytes;
+    p->nout = 0;
+    p->outbytes = 0;
+    int rc = uv_write(&w->req, (uv_stream_t *)&p->tcp, b, (unsigned)n, on_write);
+    if (rc) {
+        p->sendq -= w->bytes;
+        for (size_t i = 0; i < n; i++)
+            net_frame_release(w->f[i]);
+        free(w);
+        net__peer_disconnect(p, NET__CL_REMOTE, false, uv_strerror(rc));
+    }
 }
 
 int net__peer_write(net_peer_t *p, net_frame_t *f)
@@ -255,22 +316,16 @@ int net__peer_write(net_peer_t *p, net_frame_t *f)
         net__peer_disconnect(p, NET__CL_SLOW, false, "send queue over its limit");
         return DM_ELIMIT;
     }
-    write_req *w = malloc(sizeof *w);
-    if (!w)
-        return DM_ENOMEM;
-    w->f = net_frame_retain(f);
-    uv_buf_t b = uv_buf_init((char *)f->data, (unsigned)f->len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&p->tcp, &b, 1, on_write);
-    if (rc) {
-        net_frame_release(f);
-        free(w);
-        net__peer_disconnect(p, NET__CL_REMOTE, false, uv_strerror(rc));
-        return DM_ECLOSED;
-    }
+    p->outq[p->nout++] = net_frame_retain(f);
+    p->outbytes += f->len;
     p->sendq += f->len;
     p->frames_out++;
     p->bytes_out += f->len;
-    return DM_OK;
+    if (p->nout == NET__OUTQ_MAX || p->outbytes >= NET__OUTQ_BYTES)
+        net__peer_flush(p);
+    else if (p->nout == 1)
+        net__host_want_flush(h);
+    return p->closing ? DM_ECLOSED : DM_OK;
 }
 
 int net__peer_send_buf(net_peer_t *p, const dm_buf *b)

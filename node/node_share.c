@@ -1227,7 +1227,13 @@ static void commit_work(uv_work_t *req)
                 break;
             }
         }
-        if (it->rc == DM_OK) {
+        /* which mark this origin uses */
+        uint32_t m = 0;
+        while (memcmp(j->marks[m].origin, it->f.origin, 32))
+            m++;
+        /* above the origin's max_seq as the job started, nothing is stored yet
+         * (one commit job at a time; the marks change only after the loop) */
+        if (it->rc == DM_OK && it->f.seq <= j->marks[m].max_seq) {
             uint8_t key[STORE_KEY_SEQ_LEN];
             store_key_seq(key, it->f.origin, it->f.seq);
             dm_buf_reset(&val);
@@ -1273,10 +1279,6 @@ static void commit_work(uv_work_t *req)
             if (rc)
                 goto out;
         }
-        /* which mark this origin uses */
-        uint32_t m = 0;
-        while (memcmp(j->marks[m].origin, it->f.origin, 32))
-            m++;
         ents[nents].m = m;
         ents[nents].seq = it->f.seq;
         nents++;
@@ -1525,15 +1527,6 @@ static intake_rc share_intake(node_share_svc_t *s, peer_st *ps, int kind, const 
         s->st.duplicates++;
         return IN_OK;
     }
-    dm_buf_reset(&s->tmp);
-    int g = store_get(s->o.store, STORE_CF_SHARES, id, 32, &s->tmp);
-    if (g == DM_OK) {
-        s->st.duplicates++;
-        seen_add(s, id);
-        return IN_OK;
-    }
-    if (g != DM_ENOTFOUND)
-        return IN_OK; /* cannot tell now; anti-entropy brings it again */
     node_share_fields f;
     if (node_share_body_decode(body, blen, &f)) {
         s->st.invalid++;
@@ -1543,21 +1536,37 @@ static intake_rc share_intake(node_share_svc_t *s, peer_st *ps, int kind, const 
         s->st.invalid++;
         return IN_INVALID;
     }
-    uint8_t skey[STORE_KEY_SEQ_LEN];
-    store_key_seq(skey, f.origin, f.seq);
-    dm_buf_reset(&s->tmp);
-    g = store_get(s->o.store, STORE_CF_SEQ, skey, sizeof skey, &s->tmp);
-    if (g == DM_OK) {
-        if (s->tmp.len == 32 && !memcmp(s->tmp.data, id, 32)) {
+    /* Nothing of this origin is stored above its max_seq (every share and its mark are
+     * written in one batch, and shares being committed are pinned): a new share, the
+     * common case, needs no store lookup. Below it, the share may be stored already
+     * (by id) or its (origin, seq) may hold another body. */
+    const mark_t *mk = mark_find(s, f.origin);
+    if (mk && f.seq <= mk->max_seq) {
+        dm_buf_reset(&s->tmp);
+        int g = store_get(s->o.store, STORE_CF_SHARES, id, 32, &s->tmp);
+        if (g == DM_OK) {
             s->st.duplicates++;
             seen_add(s, id);
             return IN_OK;
         }
-        s->st.conflicts++;
-        return IN_CONFLICT;
+        if (g != DM_ENOTFOUND)
+            return IN_OK; /* cannot tell now; anti-entropy brings it again */
+        uint8_t skey[STORE_KEY_SEQ_LEN];
+        store_key_seq(skey, f.origin, f.seq);
+        dm_buf_reset(&s->tmp);
+        g = store_get(s->o.store, STORE_CF_SEQ, skey, sizeof skey, &s->tmp);
+        if (g == DM_OK) {
+            if (s->tmp.len == 32 && !memcmp(s->tmp.data, id, 32)) {
+                s->st.duplicates++;
+                seen_add(s, id);
+                return IN_OK;
+            }
+            s->st.conflicts++;
+            return IN_CONFLICT;
+        }
+        if (g != DM_ENOTFOUND)
+            return IN_OK;
     }
-    if (g != DM_ENOTFOUND)
-        return IN_OK;
     size_t bytes = blen + slen + sizeof(item) + 64;
     if (s->closing || s->remote_items >= REMOTE_ITEMS_MAX ||
         s->remote_bytes + bytes > REMOTE_BYTES_MAX) {
