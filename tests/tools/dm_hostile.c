@@ -246,8 +246,14 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "garbage")) {
         uint8_t junk[512];
         crypto_random(junk, sizeof junk);
-        junk[0] = 0; /* a plausible length prefix, then noise */
+        /* a length prefix the bytes sent complete (256), then noise that starts with 0xc1,
+         * the one byte msgpack never uses: always a malformed frame, never a partial one
+         * the node would wait on (a random length could exceed what is sent) */
+        junk[0] = 0;
         junk[1] = 0;
+        junk[2] = 1;
+        junk[3] = 0;
+        junk[4] = 0xc1;
         send_all(fd, junk, sizeof junk);
     } else if (!strcmp(mode, "oversize")) {
         uint8_t hdr[4] = {0x7f, 0xff, 0xff, 0xff};
