@@ -90,9 +90,11 @@ typedef struct {
 typedef struct item {
     struct item *next;
     uint8_t kind, state;
+    bool verified; /* loop only: the signature was checked (a verify or commit job did it) */
     bool doomed;  /* loop only: failed because an earlier local share failed */
     int doom_rc;  /* loop only */
     int rc;       /* written by the job that owns the item */
+    int vrc;      /* the signature check, when a commit job made it */
     size_t bytes; /* accounted against the pending-bytes bounds */
     uint8_t id[32];
     node_share_fields f; /* f.data is not kept (NULL) */
@@ -102,6 +104,7 @@ typedef struct item {
     dm_buf sigbuf;      /* LOCAL: signature */
     net_frame_t *frame; /* GOSSIP: the frame as received, relayed as is */
     peer_st *src;       /* reference */
+    uint64_t have;      /* peers (by slot) that sent us a copy: not relayed to */
     const keyent *key;
     uint64_t received_ms;
     uint64_t parked_at;
@@ -118,6 +121,7 @@ struct peer_st {
     node_share_svc_t *s;
     net_peer_t *p; /* NULL once closed */
     int refs;
+    int slot;             /* bit in item.have, -1 if none was free */
     peer_st *prev, *next; /* live peers */
     struct {
         uint8_t id[32];
@@ -230,6 +234,7 @@ struct node_share_svc {
     unsigned serve_jobs;
     peer_st *wait_head, *wait_tail;
     peer_st *peers;
+    uint64_t slots; /* peer slots in use (item.have) */
     uint64_t last_hwm;
     size_t hwm_rotate;
     /* directories */
@@ -513,11 +518,6 @@ static size_t pin_find(const node_share_svc_t *s, const uint8_t id[32])
         j = (j + 1) & s->pins.mask;
     }
     return SIZE_MAX;
-}
-
-static bool pin_has(const node_share_svc_t *s, const uint8_t id[32])
-{
-    return pin_find(s, id) != SIZE_MAX;
 }
 
 static int pin_add(node_share_svc_t *s, item *it)
@@ -1036,6 +1036,16 @@ static void verify_work(uv_work_t *req)
 
 static void peers_drive(node_share_svc_t *s);
 
+/* A share whose signature does not verify: counted, logged, its sender scored. */
+static void bad_signature(node_share_svc_t *s, const item *it)
+{
+    s->st.invalid++;
+    char idhex[65];
+    dm_hex_encode(idhex, it->id, 32);
+    dm_log(DM_LOG_WARNING, "security", "invalid signature on share %s", idhex);
+    misbehave(it->src, SCORE_BADSIG, true, "share with an invalid signature");
+}
+
 static void verify_done(uv_work_t *req, int status)
 {
     batch_job *j = DM_CONTAINER_OF(req, batch_job, req);
@@ -1050,29 +1060,25 @@ static void verify_done(uv_work_t *req, int status)
             continue;
         }
         s->st.verify_calls++;
+        it->verified = true;
         if (it->rc == DM_OK && !s->closing) {
             q_push(&s->commit_q, it);
-        } else if (it->rc == DM_EBADSIG) {
-            s->st.invalid++;
-            char idhex[65];
-            dm_hex_encode(idhex, it->id, 32);
-            dm_log(DM_LOG_WARNING, "security", "invalid signature on share %s", idhex);
-            misbehave(it->src, SCORE_BADSIG, true, "share with an invalid signature");
-            remote_drop(s, it, true);
-        } else {
-            remote_drop(s, it, true);
+            continue;
         }
+        if (it->rc == DM_EBADSIG)
+            bad_signature(s, it);
+        remote_drop(s, it, true);
     }
     free(j);
-    verify_kick(s);
     commit_kick(s);
+    verify_kick(s);
     peers_drive(s);
     maybe_finish_close(s);
 }
 
 static void verify_kick(node_share_svc_t *s)
 {
-    while (!s->closing && s->verify_jobs < VERIFY_JOBS_MAX && s->verify_q.n) {
+    while (!s->closing && s->verify_jobs < VERIFY_JOBS_MAX && s->verify_q.n > s->o.commit_max) {
         uint32_t max = s->o.verify_batch;
         batch_job *j = malloc(sizeof *j + max * sizeof(item *));
         if (!j)
@@ -1214,6 +1220,13 @@ static void commit_work(uv_work_t *req)
     size_t nents = 0;
     for (size_t i = 0; i < j->n; i++) {
         item *it = j->items[i];
+        if (it->kind != K_LOCAL && !it->verified) {
+            it->vrc = crypto_rsa_verify(it->key->rsa, it->body, it->body_len, it->sig, it->sig_len);
+            if (it->vrc) {
+                it->rc = it->vrc;
+                continue; /* not stored; commit_done reports it */
+            }
+        }
         it->rc = DM_OK;
         if (it->kind == K_LOCAL && local_failed) {
             it->rc = DM_EEXIST; /* above a local share that could not be stored */
@@ -1319,20 +1332,28 @@ out:
     store_batch_destroy(b);
 }
 
+/* Flood to every peer except those known to hold the share already: the one it
+ * came from, those that sent a copy while it was being verified and committed,
+ * and its origin. The frame is relayed as received. */
 static void relay(node_share_svc_t *s, item *it)
 {
     if (!s->o.host)
         return;
     net_frame_t *f = it->frame ? net_frame_retain(it->frame) : NULL;
-    if (!f) {
-        dm_buf b = DM_BUF_INIT;
-        if (net_msg_encode_share(&b, it->body, it->body_len, it->sig, it->sig_len) == DM_OK)
-            f = net_frame_new(b.data, b.len);
-        dm_buf_free(&b);
-        if (!f)
-            return;
+    for (peer_st *ps = s->peers; ps; ps = ps->next) {
+        if (ps == it->src || !ps->p || (ps->slot >= 0 && (it->have >> ps->slot & 1)) ||
+            !memcmp(net_peer_node_id(ps->p), it->f.origin, 32))
+            continue;
+        if (!f) {
+            dm_buf b = DM_BUF_INIT;
+            if (net_msg_encode_share(&b, it->body, it->body_len, it->sig, it->sig_len) == DM_OK)
+                f = net_frame_new(b.data, b.len);
+            dm_buf_free(&b);
+            if (!f)
+                return;
+        }
+        net_peer_send(ps->p, f);
     }
-    net_host_broadcast(s->o.host, f, it->src ? it->src->p : NULL);
     net_frame_release(f);
     s->st.relayed++;
 }
@@ -1375,6 +1396,18 @@ static void commit_done(uv_work_t *req, int status)
     for (size_t i = 0; i < j->n; i++) {
         item *it = j->items[i];
         int rc = jrc ? jrc : it->rc;
+        if (it->kind != K_LOCAL && !it->verified) { /* checked by this job */
+            s->verifying--;
+            it->verified = true;
+            if (!status)
+                s->st.verify_calls++;
+            if (status || it->vrc) {
+                if (!status && it->vrc == DM_EBADSIG)
+                    bad_signature(s, it);
+                remote_drop(s, it, true);
+                continue;
+            }
+        }
         if (it->kind == K_LOCAL) {
             if (rc == DM_OK) {
                 s->st.stored++;
@@ -1409,15 +1442,18 @@ static void commit_done(uv_work_t *req, int status)
     if (outbox_added && !local_rc && s->o.on_outbox)
         s->o.on_outbox(s->o.on_outbox_arg, outbox_added);
     commit_kick(s);
+    verify_kick(s);
     peers_drive(s);
     maybe_finish_close(s);
 }
 
 static void commit_kick(node_share_svc_t *s)
 {
-    if (s->committing || s->closing || !s->commit_q.n)
+    if (s->committing || s->closing || (!s->commit_q.n && !s->verify_q.n))
         return;
-    size_t n = s->commit_q.n < s->o.commit_max ? s->commit_q.n : s->o.commit_max;
+    size_t n = s->commit_q.n + s->verify_q.n;
+    if (n > s->o.commit_max)
+        n = s->o.commit_max;
     commit_job *j = malloc(sizeof *j + n * sizeof(item *));
     mark_upd *marks = calloc(n, sizeof *marks);
     if (!j || !marks) {
@@ -1431,8 +1467,10 @@ static void commit_kick(node_share_svc_t *s)
     j->marks = marks;
     j->nmarks = 0;
     item *it;
-    while (j->n < n && (it = q_pop(&s->commit_q))) {
+    size_t unverified = 0;
+    while (j->n < n && ((it = q_pop(&s->commit_q)) || (it = q_pop(&s->verify_q)))) {
         j->items[j->n++] = it;
+        unverified += it->kind != K_LOCAL && !it->verified;
         size_t m = 0;
         while (m < j->nmarks && memcmp(marks[m].origin, it->f.origin, 32))
             m++;
@@ -1466,6 +1504,7 @@ static void commit_kick(node_share_svc_t *s)
     s->jobs++;
     s->committing = true;
     s->commit_n = j->n;
+    s->verifying += unverified;
 }
 
 /* ---------------------------------------------------------------- intake */
@@ -1503,8 +1542,10 @@ static void unpark(node_share_svc_t *s, const keyent *k)
         }
     }
     s->parked = keep;
-    if (moved)
+    if (moved) {
+        commit_kick(s);
         verify_kick(s);
+    }
     node_share__notices_key(s, k->id);
 }
 
@@ -1523,7 +1564,15 @@ static intake_rc share_intake(node_share_svc_t *s, peer_st *ps, int kind, const 
     s->st.received++;
     if (crypto_sha256(id, body, blen))
         return IN_OK;
-    if (seen_has(s, id) || pin_has(s, id)) {
+    size_t pin = pin_find(s, id);
+    if (pin != SIZE_MAX) {
+        /* still being verified or committed: this peer need not get it from us */
+        if (ps && ps->slot >= 0)
+            s->pins.tab[pin]->have |= (uint64_t)1 << ps->slot;
+        s->st.duplicates++;
+        return IN_OK;
+    }
+    if (seen_has(s, id)) {
         s->st.duplicates++;
         return IN_OK;
     }
@@ -1609,6 +1658,8 @@ static intake_rc share_intake(node_share_svc_t *s, peer_st *ps, int kind, const 
         return IN_OK;
     }
     it->src = peer_ref(ps);
+    if (ps && ps->slot >= 0)
+        it->have = (uint64_t)1 << ps->slot;
     if (kind == K_SYNC && ps)
         ps->sync_inflight++;
     s->remote_items++;
@@ -1617,6 +1668,7 @@ static intake_rc share_intake(node_share_svc_t *s, peer_st *ps, int kind, const 
     it->key = key_find(s, f.origin);
     if (it->key) {
         q_push(&s->verify_q, it);
+        commit_kick(s);
         verify_kick(s);
     } else if (s->parked.n >= PARK_MAX) {
         remote_drop(s, it, true);
@@ -2013,6 +2065,11 @@ void node_share_on_peer_ready(node_share_svc_t *s, net_peer_t *p)
     ps->s = s;
     ps->p = p;
     ps->refs = 1;
+    ps->slot = -1;
+    if (~s->slots) {
+        ps->slot = __builtin_ctzll(~s->slots);
+        s->slots |= (uint64_t)1 << ps->slot;
+    }
     ps->next = s->peers;
     if (s->peers)
         s->peers->prev = ps;
@@ -2034,6 +2091,15 @@ void node_share_on_peer_closed(node_share_svc_t *s, net_peer_t *p)
         return;
     net_peer_set_data(p, NULL);
     ps->p = NULL;
+    if (ps->slot >= 0) {
+        /* the slot may go to a new peer: no share in the pipeline claims it has them */
+        uint64_t bit = (uint64_t)1 << ps->slot;
+        for (size_t i = 0; s->pins.tab && i <= s->pins.mask; i++)
+            if (s->pins.tab[i])
+                s->pins.tab[i]->have &= ~bit;
+        s->slots &= ~bit;
+        ps->slot = -1;
+    }
     if (ps->prev)
         ps->prev->next = ps->next;
     else
