@@ -47,7 +47,7 @@ mkdir -p "$work"
 pwfile="$work/master-password"
 # a demo master password in a 0600 file, never printed
 [ -s "$pwfile" ] || (umask 077; head -c 32 /dev/urandom | base64 >"$pwfile")
-base=$((21000 + (RANDOM % 150) * 200))
+base=$((21000 + (RANDOM % 55) * 200)) # below the kernel's ephemeral ports (32768..)
 rpc_port=$((base + 99))
 rpc="http://127.0.0.1:$rpc_port"
 declare -A pid=()

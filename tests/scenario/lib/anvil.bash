@@ -47,7 +47,7 @@ pick_anvil_port() {
     echo $((port_base + 90)); return 0
   fi
   for _ in $(seq 1 50); do
-    p=$((20000 + (RANDOM % 400) * 100 + 90))
+    p=$((20000 + (RANDOM % 126) * 100 + 90)) # below the ephemeral range (32768..)
     port_in_use "$p" || { echo "$p"; return 0; }
   done
   return 1

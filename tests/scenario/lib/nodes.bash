@@ -6,8 +6,25 @@ export KEY_MASTER_PASSWORD="scenario master password, long enough"
 unset DMNODE_CONFIG DMNODE_DATADIR DMNODE_KEYS_MASTER_PASSWORD_FILE
 build_dir=${DM_BUILD_DIR:-$(dirname "$dmnode")}
 submit="$build_dir/dm_submit"
-# a per-run port block so that parallel runs on one machine do not collide
-port_base=${DM_PORT_BASE:-$((20000 + (RANDOM % 200) * 200))}
+# A per-run block of 200 ports (p2p +1.., internal API +51.., external API +101.., anvil
+# +90), below the kernel's ephemeral range (32768..) so that no outgoing connection holds
+# one of them, reserved by a directory under $TMPDIR/dmnode-ports so that runs in parallel
+# on one machine take different blocks (a reservation older than an hour is stale).
+port_reserved=""
+pick_port_base() {
+  local dir="${TMPDIR:-/tmp}/dmnode-ports" b i
+  mkdir -p "$dir" 2>/dev/null
+  find "$dir" -mindepth 1 -maxdepth 1 -mmin +60 -exec rmdir {} + 2>/dev/null
+  for _ in $(seq 1 40); do
+    b=$((20000 + (RANDOM % 63) * 200))
+    for i in 1 51 90 101; do
+      (exec 3<>"/dev/tcp/127.0.0.1/$((b + i))") 2>/dev/null && continue 2
+    done
+    if mkdir "$dir/$b" 2>/dev/null; then port_reserved="$dir/$b"; port_base=$b; return 0; fi
+  done
+  port_base=$((20000 + (RANDOM % 63) * 200)) # all busy: take a chance
+}
+if [ -n "${DM_PORT_BASE:-}" ]; then port_base=$DM_PORT_BASE; else pick_port_base; fi
 declare -A node_pid=()
 fails=0
 passes=0
@@ -23,6 +40,7 @@ cleanup_nodes() {
   # wait for the daemons only: a bare `wait` would also wait for anvil or other helpers
   for i in "${!node_pid[@]}"; do kill -9 "${node_pid[$i]}" 2>/dev/null; done
   for i in "${!node_pid[@]}"; do wait "${node_pid[$i]}" 2>/dev/null; done
+  [ -z "$port_reserved" ] || rmdir "$port_reserved" 2>/dev/null
   return 0
 }
 
