@@ -1278,8 +1278,10 @@ static void test_svc_gossip_pair(void **state)
     counts_t c = {&n[1], 0, 0, b.duplicates + N};
     assert_true(run_until(&loop, counts_reached, &c, 10000));
     node_share_stats b2 = stats_of(&n[1]);
-    assert_int_equal(b2.verify_calls, N);
-    assert_int_equal(b2.duplicates, b.duplicates + N);
+    assert_int_equal(b2.verify_calls, N); /* not one more verification */
+    /* at least the N replays; a periodic sync exchange running meanwhile (slow machines,
+     * sanitizers) may add copies of its own, dropped the same way */
+    assert_true(b2.duplicates >= b.duplicates + N);
     assert_int_equal(b2.stored, N);
 
     /* a conflicting body for an (origin, seq) B holds, validly signed by A:
