@@ -550,9 +550,11 @@ int node_daemon_run(const node_config *cfg, store_t *store, node_keys_t *keys, F
 {
     /* RSA batches, commits and sync reads share the pool with DNS: size it before first use */
     setenv("UV_THREADPOOL_SIZE", "4", 0);
-    /* glibc gives each thread its own arena; a few are plenty for one loop and a small pool,
-     * and each spare arena holds freed memory (eight nodes share one machine) */
-    mallopt(M_ARENA_MAX, 2);
+    /* glibc gives each thread its own arena, and each spare arena holds freed memory (eight
+     * nodes share one machine): one arena measured 122 MiB PSS for 8 nodes at full gossip
+     * speed against 137 with two and ~160 unbounded, at no measurable CPU cost
+     * (bench/RESULTS.md, gossip) */
+    mallopt(M_ARENA_MAX, 1);
     daemon_t d;
     memset(&d, 0, sizeof d);
     d.cfg = cfg;
