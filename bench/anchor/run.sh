@@ -9,7 +9,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(1 16 256 4096)
-build="$root/build-bench"
+build=${DM_BENCH_BUILD:-$root/build-bench}
 if [ ! -x "$build/dmnode" ] || [ ! -x "$build/dm_submit" ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$build" -j "$(nproc)" --target dmnode dm_submit >/dev/null

@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-build="$root/build-bench"
+build=${DM_BENCH_BUILD:-$root/build-bench}
 if [ ! -x "$build/dmnode" ] || [ ! -x "$build/dm_submit" ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$build" -j "$(nproc)" --target dmnode dm_submit >/dev/null
