@@ -86,6 +86,13 @@ static void check_msg(const net_msg *m, const uint8_t *p, size_t n)
     case NET_MSG_BYE:
         check_slice(m->u.bye.reason, p, n);
         break;
+    case NET_MSG_ANCHOR:
+        check_slice(m->u.anchor.body, p, n);
+        check_slice(m->u.anchor.sig, p, n);
+        if (m->u.anchor.body.n == 0 || m->u.anchor.body.n > NET_ANCHOR_BODY_MAX ||
+            m->u.anchor.sig.n == 0)
+            abort();
+        break;
     default:
         abort(); /* decoded into a type that does not exist */
     }
