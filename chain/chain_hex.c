@@ -6,6 +6,7 @@
  */
 #include "chain_hex.h"
 
+#include "dm_enc.h"
 #include "dm_err.h"
 
 #include <string.h>
@@ -143,17 +144,6 @@ void chain_u256_to_dec(const chain_u256 *v, char out[CHAIN_U256_DEC_MAX])
     out[k] = '\0';
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Validate QUANTITY syntax; on success *digits and *nd are the hex digits after "0x". */
 static int quantity_digits(const char *s, size_t n, const char **digits, size_t *nd)
 {
@@ -162,7 +152,7 @@ static int quantity_digits(const char *s, size_t n, const char **digits, size_t 
     s += 2;
     n -= 2;
     for (size_t i = 0; i < n; i++)
-        if (hexval(s[i]) < 0)
+        if (dm_hex_digit(s[i]) < 0)
             return DM_EPARSE;
     if (n > 1 && s[0] == '0')
         return DM_EPARSE; /* leading zero */
@@ -182,7 +172,7 @@ int chain_hex_quantity_parse_u64(const char *s, size_t n, uint64_t *out)
         return DM_ERANGE;
     uint64_t v = 0;
     for (size_t i = 0; i < nd; i++)
-        v = (v << 4) | (uint64_t)hexval(d[i]);
+        v = (v << 4) | (uint64_t)dm_hex_digit(d[i]);
     *out = v;
     return DM_OK;
 }
@@ -200,7 +190,7 @@ int chain_hex_quantity_parse_u256(const char *s, size_t n, chain_u256 *out)
     memset(&v, 0, sizeof v);
     /* digit i from the right goes to byte 31 - i/2, high nibble when i is odd */
     for (size_t i = 0; i < nd; i++) {
-        unsigned x = (unsigned)hexval(d[nd - 1 - i]);
+        unsigned x = (unsigned)dm_hex_digit(d[nd - 1 - i]);
         v.be[31 - i / 2] |= (uint8_t)(i % 2 ? x << 4 : x);
     }
     *out = v;
@@ -246,7 +236,7 @@ static int data_digits(const char *s, size_t n, const char **digits, size_t *nd)
     if (n < 2 || s[0] != '0' || s[1] != 'x' || n % 2)
         return DM_EPARSE;
     for (size_t i = 2; i < n; i++)
-        if (hexval(s[i]) < 0)
+        if (dm_hex_digit(s[i]) < 0)
             return DM_EPARSE;
     *digits = s + 2;
     *nd = n - 2;
@@ -263,7 +253,7 @@ int chain_hex_data_parse_fixed(const char *s, size_t n, uint8_t *out, size_t len
     if (nd / 2 != len)
         return DM_EPARSE;
     for (size_t i = 0; i < len; i++)
-        out[i] = (uint8_t)(hexval(d[2 * i]) << 4 | hexval(d[2 * i + 1]));
+        out[i] = (uint8_t)(dm_hex_digit(d[2 * i]) << 4 | dm_hex_digit(d[2 * i + 1]));
     return DM_OK;
 }
 
@@ -278,7 +268,7 @@ int chain_hex_data_parse(const char *s, size_t n, dm_buf *out)
     if (rc != DM_OK)
         return rc;
     for (size_t i = 0; i < nd / 2; i++)
-        out->data[out->len + i] = (uint8_t)(hexval(d[2 * i]) << 4 | hexval(d[2 * i + 1]));
+        out->data[out->len + i] = (uint8_t)(dm_hex_digit(d[2 * i]) << 4 | dm_hex_digit(d[2 * i + 1]));
     out->len += nd / 2;
     return DM_OK;
 }

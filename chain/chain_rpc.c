@@ -19,6 +19,7 @@
 #include "chain_rpc.h"
 
 #include "dm_buf.h"
+#include "dm_enc.h"
 #include "dm_err.h"
 #include "dm_log.h"
 #include "dm_util.h"
@@ -187,65 +188,20 @@ out:
 
 /* ------------------------------------------------------------------ hex values */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* The digits of a canonical QUANTITY string, at most `maxd` of them. */
-static int quantity_digits(const json_t *v, size_t maxd, const char **d, size_t *nd)
-{
-    if (!json_is_string(v))
-        return DM_EPROTO;
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
-    if (n < 3 || s[0] != '0' || s[1] != 'x')
-        return DM_EPROTO;
-    s += 2;
-    n -= 2;
-    if ((n > 1 && s[0] == '0') || n > maxd)
-        return DM_EPROTO;
-    for (size_t i = 0; i < n; i++)
-        if (hexval(s[i]) < 0)
-            return DM_EPROTO;
-    *d = s;
-    *nd = n;
-    return DM_OK;
-}
-
+/* A QUANTITY is a JSON string in chain_hex's canonical form; any fault is a protocol error. */
 int chain_rpc_parse_u64(const json_t *v, uint64_t *out)
 {
-    const char *d;
-    size_t n;
-    if (quantity_digits(v, 16, &d, &n) != DM_OK)
+    if (!json_is_string(v) ||
+        chain_hex_quantity_parse_u64(json_string_value(v), json_string_length(v), out) != DM_OK)
         return DM_EPROTO;
-    uint64_t x = 0;
-    for (size_t i = 0; i < n; i++)
-        x = (x << 4) | (uint64_t)hexval(d[i]);
-    *out = x;
     return DM_OK;
 }
 
 int chain_rpc_parse_u256(const json_t *v, chain_u256 *out)
 {
-    const char *d;
-    size_t n;
-    if (quantity_digits(v, 64, &d, &n) != DM_OK)
+    if (!json_is_string(v) ||
+        chain_hex_quantity_parse_u256(json_string_value(v), json_string_length(v), out) != DM_OK)
         return DM_EPROTO;
-    chain_u256 x;
-    memset(&x, 0, sizeof x);
-    /* digit i from the right is nibble i of the big-endian value */
-    for (size_t i = 0; i < n; i++) {
-        unsigned nib = (unsigned)hexval(d[n - 1 - i]);
-        x.be[31 - i / 2] |= (uint8_t)(i % 2 ? nib << 4 : nib);
-    }
-    *out = x;
     return DM_OK;
 }
 
@@ -266,7 +222,7 @@ static int data_digits(const json_t *v, const char **d, size_t *nd)
 static void unhex(uint8_t *out, const char *d, size_t nbytes)
 {
     for (size_t i = 0; i < nbytes; i++)
-        out[i] = (uint8_t)(hexval(d[2 * i]) << 4 | hexval(d[2 * i + 1]));
+        out[i] = (uint8_t)(dm_hex_digit(d[2 * i]) << 4 | dm_hex_digit(d[2 * i + 1]));
 }
 
 int chain_rpc_parse_fixed(const json_t *v, uint8_t *out, size_t len)
@@ -277,7 +233,7 @@ int chain_rpc_parse_fixed(const json_t *v, uint8_t *out, size_t len)
         return DM_EPROTO;
     /* check every digit first so that `out` is untouched on failure */
     for (size_t i = 0; i < n; i++)
-        if (hexval(d[i]) < 0)
+        if (dm_hex_digit(d[i]) < 0)
             return DM_EPROTO;
     unhex(out, d, len);
     return DM_OK;
@@ -290,7 +246,7 @@ int chain_rpc_parse_data(const json_t *v, dm_buf *out)
     if (data_digits(v, &d, &n) != DM_OK)
         return DM_EPROTO;
     for (size_t i = 0; i < n; i++)
-        if (hexval(d[i]) < 0)
+        if (dm_hex_digit(d[i]) < 0)
             return DM_EPROTO;
     if (n == 0)
         return DM_OK;

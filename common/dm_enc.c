@@ -15,7 +15,7 @@ void dm_hex_encode(char *out, const uint8_t *in, size_t n)
     out[2 * n] = 0;
 }
 
-static int hexval(char c)
+int dm_hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -31,7 +31,7 @@ int dm_hex_decode(uint8_t *out, size_t n, const char *hex, size_t hexlen)
     if (hexlen != 2 * n)
         return DM_EPARSE;
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        int hi = dm_hex_digit(hex[2 * i]), lo = dm_hex_digit(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return DM_EPARSE;
         out[i] = (uint8_t)(hi << 4 | lo);

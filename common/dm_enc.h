@@ -14,6 +14,8 @@
 
 /** Lower-case hex of `n` bytes into `out` (2n+1 bytes, NUL-terminated). */
 void dm_hex_encode(char *out, const uint8_t *in, size_t n);
+/** The value of one hex digit (either case), or -1. */
+int dm_hex_digit(char c);
 /** Decode exactly `n` bytes from hex text of length `hexlen` (must be 2n). Upper/lower case. */
 int dm_hex_decode(uint8_t *out, size_t n, const char *hex, size_t hexlen);
 /** Decode hex of any even length, appending to `out`. An optional "0x" prefix is accepted. */
